@@ -1,0 +1,138 @@
+"""The one in-memory and on-disk form of a SPECT slice data set (`dataset.npz`).
+
+Orientation convention (every loader brings its input into it):
+  row 0 is anterior (rows run anterior -> posterior), column 0 is the patient's
+  right (radiological display: the image's left half is the patient's right
+  hemisphere). The left/right ratio LR = patient-left counts / patient-right
+  counts, so a left-sided defect gives LR < 1.
+
+Arrays:
+  slices  float32 [N, 3, 64, 64]  the slice below, the selected slice, the slice
+                                  above (craniocaudal neighbours), in counts
+  level   str [N]                 CER | BG | COR
+  pattern str [N]                 normal | unilateral | bilateral
+  side    str [N]                 none | left | right (the defect's side, unilateral)
+  subject str [N]                 subject id; a split never puts one subject on both sides
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from typing import Sequence
+
+import numpy as np
+
+from spect_fastgan_jax import conditions
+
+MATRIX = 64
+
+
+class DataError(ValueError):
+  """Bad input data; the message names the file, row or field at fault."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SliceDataset:
+  slices: np.ndarray
+  level: np.ndarray
+  pattern: np.ndarray
+  side: np.ndarray
+  subject: np.ndarray
+
+  def __post_init__(self):
+    for name in ("level", "pattern", "side", "subject"):
+      object.__setattr__(self, name, np.asarray(getattr(self, name)).astype(str))
+    object.__setattr__(self, "slices", np.asarray(self.slices, dtype=np.float32))
+
+  def __len__(self) -> int:
+    return int(self.slices.shape[0])
+
+  def subset(self, mask_or_index) -> "SliceDataset":
+    return SliceDataset(**{f.name: getattr(self, f.name)[mask_or_index]
+                           for f in dataclasses.fields(self)})
+
+  def counts(self) -> dict[tuple[str, str], int]:
+    """Number of slices per (level, pattern)."""
+    return {(l, p): int(np.sum((self.level == l) & (self.pattern == p)))
+            for l in conditions.LEVELS for p in conditions.PATTERNS}
+
+  def validate(self, source: str = "data set") -> "SliceDataset":
+    """Checks shapes, labels and values; raises DataError naming `source` and the row."""
+    s = self.slices
+    if s.ndim != 4 or s.shape[1:] != (3, MATRIX, MATRIX):
+      raise DataError(f"{source}: slices must have shape [N, 3, {MATRIX}, {MATRIX}], got {list(s.shape)}")
+    n = s.shape[0]
+    if n == 0:
+      raise DataError(f"{source}: the data set is empty")
+    for name, known in (("level", conditions.LEVELS), ("pattern", conditions.PATTERNS),
+                        ("side", conditions.SIDES), ("subject", None)):
+      arr = getattr(self, name)
+      if arr.shape != (n,):
+        raise DataError(f"{source}: '{name}' must have shape [{n}], got {list(arr.shape)}")
+      if known is not None:
+        bad = np.flatnonzero(~np.isin(arr, known))
+        if bad.size:
+          raise DataError(f"{source}: row {bad[0]}: unknown {name} label {arr[bad[0]]!r}; "
+                          f"known: {', '.join(known)}")
+    finite = np.isfinite(s).reshape(n, -1).all(axis=1)
+    if not finite.all():
+      raise DataError(f"{source}: row {int(np.flatnonzero(~finite)[0])}: slices hold NaN or Inf")
+    negative = (s < 0).reshape(n, -1).any(axis=1)
+    if negative.any():
+      raise DataError(f"{source}: row {int(np.flatnonzero(negative)[0])}: slices hold negative counts")
+    empty = (s.reshape(n, 3, -1).max(axis=2) <= 0).any(axis=1)
+    if empty.any():
+      raise DataError(f"{source}: row {int(np.flatnonzero(empty)[0])}: a slice is all zero "
+                      "(it cannot be normalised by its maximum)")
+    return self
+
+  def save(self, path: str | os.PathLike) -> None:
+    """Writes the npz atomically: a failure never leaves a half-written file at `path`."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".dataset-", suffix=".npz", dir=directory)
+    try:
+      with os.fdopen(fd, "wb") as f:
+        np.savez(f, slices=self.slices, level=self.level, pattern=self.pattern,
+                 side=self.side, subject=self.subject)
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.unlink(tmp)
+      raise
+
+
+def load(path: str | os.PathLike) -> SliceDataset:
+  """Reads and validates a dataset.npz."""
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise DataError(f"{path}: no such data set file")
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      missing = [k for k in ("slices", "level", "pattern", "side", "subject") if k not in z.files]
+      if missing:
+        raise DataError(f"{path}: missing array(s) {missing}")
+      ds = SliceDataset(slices=z["slices"], level=z["level"], pattern=z["pattern"],
+                        side=z["side"], subject=z["subject"])
+  except DataError:
+    raise
+  except Exception as e:  # zipfile, pickle and value errors of a corrupt file
+    raise DataError(f"{path}: cannot read the data set ({type(e).__name__}: {e})") from e
+  return ds.validate(path)
+
+
+def select_levels(ds: SliceDataset, levels: Sequence[str], source: str = "data set") -> SliceDataset:
+  """Keeps the slices of the run's levels (dataset 'B' = COR only) and checks that
+  every pattern the run conditions on has slices."""
+  levels = conditions.check_levels(levels)
+  out = ds.subset(np.isin(ds.level, levels))
+  if len(out) == 0:
+    raise DataError(f"{source}: no slices at level(s) {list(levels)} (config field data.levels)")
+  missing = [p for p in conditions.PATTERNS if not np.any(out.pattern == p)]
+  if missing:
+    raise DataError(f"{source}: pattern(s) {missing} have no slices at level(s) {list(levels)}; "
+                    "the run conditions on every pattern")
+  return out
