@@ -1,0 +1,79 @@
+"""Data fields of the config (`config.data`): where slices come from.
+
+By default the simulated 123I-IMP perfusion SPECT set (built from the MNI ICBM152
+grey/white-matter maps that ship with nilearn, cached on disk); a user's own
+scans come in through `manifest` (CSV) or a ready `npz`. docs/data.md gives the
+sources of the simulation's physics.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  data = ml_collections.ConfigDict()
+  # Anatomical levels the run trains on. Dataset 'A': all three (6-dim condition);
+  # dataset 'B': ('COR',) (3-dim condition, pattern only).
+  data.levels = ("CER", "BG", "COR")
+  # CSV manifest of the user's scans (path,slice,level,pattern[,side][,subject]).
+  # Empty: use the simulated default set.
+  data.manifest = ""
+  # A ready dataset.npz (from --mode=simulate or an earlier manifest). Empty: none.
+  # Takes precedence over `manifest`.
+  data.npz = ""
+  # Where the simulated set is cached, keyed by its parameters. Empty: ~/.cache/spect_fastgan_jax.
+  data.cache_dir = ""
+  # Volumes whose in-plane matrix is not 64 x 64 are resampled to it (and the log says so);
+  # False refuses them instead.
+  data.resample_inplane = True
+  # Parallel volume reads of the manifest pipeline (grain worker threads).
+  data.read_workers = 4
+
+  # Parameters of the simulated set (spect_fastgan_jax/data/simulate.py). Every field
+  # enters the cache key; (lo, hi) pairs are uniform ranges drawn per subject.
+  sim = data.simulation = ml_collections.ConfigDict()
+  sim.seed = 0                       # one seed drives every draw; same seed, same set
+  # Slices per (level, pattern); default the paper's Table 1 (938 slices).
+  sim.counts = ml_collections.ConfigDict({
+      "CER_normal": 248, "CER_unilateral": 66, "CER_bilateral": 0,
+      "BG_normal": 174, "BG_unilateral": 116, "BG_bilateral": 44,
+      "COR_normal": 129, "COR_unilateral": 109, "COR_bilateral": 52,
+  })
+  # MNI z (mm) of the selected slice per level; the draw is the per-subject jitter.
+  sim.level_z_mm = ml_collections.ConfigDict({
+      "CER": (-40.0, -30.0),         # cerebellum and inferior temporal lobes
+      "BG": (0.0, 8.0),              # striatum and thalamus
+      "COR": (50.0, 60.0),           # high convexity cortex / centrum semiovale
+  })
+  # --- Scanner ---
+  sim.pixel_mm = (3.5, 4.4)          # 64 x 64 matrix; slice spacing = pixel size (isotropic voxels)
+  sim.fwhm_mm = (10.0, 14.0)         # reconstructed resolution, 3-D Gaussian
+  sim.noise_gm = (0.07, 0.15)        # Poisson RMS noise relative to the grey-matter mean
+  # --- True perfusion (relative to cortical grey matter = 1) ---
+  sim.gm_wm_ratio = (2.5, 4.0)       # grey : white matter perfusion
+  sim.deep_grey_factor = (1.05, 1.2)  # striatum, pallidum, thalamus over cortex
+  sim.cerebellum_factor = (1.05, 1.2)  # cerebellum over cerebral cortex
+  sim.lobe_variation = 0.07          # each lobe's factor in 1 +/- this (both hemispheres)
+  sim.hemisphere_asymmetry = 0.01    # SD of an extra per-lobe, per-hemisphere factor
+  # --- Subject shape ---
+  sim.scale = 0.06                   # per-axis scale in 1 +/- this
+  # In-plane (axial) rotation in +/- this. 4, not 5: at the cerebellar level the hot
+  # cerebellum lies 4 cm behind the rotation centre, so each degree moves it sideways
+  # and +/- 5 degrees alone spreads the normals' left/right ratio to +/- 0.04 there.
+  sim.rotation_deg = 4.0
+  # Position of the head in the field of view, +/- (x, y, z) mm. Left-right only 0.5 mm:
+  # reorientation centres the midline, and each mm moves about 1.5% of the counts
+  # between the image halves, i.e. into the left/right ratio.
+  sim.shift_mm = (0.5, 3.0, 3.0)
+  sim.deformation_mm = 2.0           # RMS of the smooth random displacement per axis
+  sim.deformation_asymmetry = 0.2    # share of its non-mirror-symmetric part that is kept
+  sim.deformation_wavelength_mm = (80.0, 160.0)  # its spatial wavelengths
+  # --- Defects ---
+  sim.defect_severity = (0.15, 0.5)  # fractional perfusion loss in the territory
+  sim.defect_margin_mm = 4.0         # sigmoid edge of a territory before the blur
+  # Which territory a defect takes (relative weights; MCA is the common stroke territory).
+  sim.territory_weights = ml_collections.ConfigDict({"MCA": 0.6, "ACA": 0.2, "PCA": 0.2})
+  # Levels at which each territory is visible (a defect slice always shows its defect).
+  sim.territory_levels = ml_collections.ConfigDict({
+      "MCA": ("CER", "BG", "COR"), "ACA": ("BG", "COR"), "PCA": ("BG",),
+  })
+  return data
