@@ -1,0 +1,65 @@
+"""On-device augmentation of real slices (paper, training process), driven by a PRNG key.
+
+1. Eq. 6 blend: z = w * z1 + (1 - w) * z2, w ~ U(0, 1), z2 the slice directly
+   above or below z1 (chosen at random).
+2. Anterior-posterior shift by t pixels, t integer in [-max_shift, max_shift],
+   zero fill. Rows run anterior -> posterior, so this is a shift along rows.
+3. Left-right flip with p = 0.5, only where `flip_ok` (normal and bilateral
+   slices): flipping a unilateral slice would move its defect to the other side.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def normalise(slices: Array) -> Array:
+  """Divides each slice by its own maximum count. slices: [..., 64, 64] -> same, in [0, 1]."""
+  peak = jnp.max(slices, axis=(-2, -1), keepdims=True)
+  return slices / jnp.maximum(peak, 1e-12)
+
+
+def shift_rows(images: Array, shifts: Array) -> Array:
+  """Shifts each image [B, H, W] by shifts[b] rows (positive: towards posterior), zero fill."""
+  h = images.shape[1]
+  src = jnp.arange(h)[None, :] - shifts[:, None]                      # [B, H]
+  valid = (src >= 0) & (src < h)
+  rows = jnp.take_along_axis(images, jnp.clip(src, 0, h - 1)[:, :, None], axis=1)
+  return jnp.where(valid[:, :, None], rows, 0.0)
+
+
+def augment(key: Array, slices: Array, flip_ok: Array, *, blend: bool = True,
+            max_shift: int = 2, flip: bool = True) -> Array:
+  """Augments a batch of real slices.
+
+  Args:
+    key: PRNG key.
+    slices: [B, 3, 64, 64] float32 in [0, 1] (below, centre, above), each max-normalised.
+    flip_ok: [B] bool, True where a left-right flip keeps the label (normal, bilateral).
+
+  Returns:
+    [B, 64, 64] float32 in [0, 1].
+  """
+  b = slices.shape[0]
+  k_w, k_side, k_shift, k_flip = jax.random.split(key, 4)
+  image = slices[:, 1]
+  if blend:
+    w = jax.random.uniform(k_w, (b, 1, 1))
+    above = jax.random.bernoulli(k_side, 0.5, (b, 1, 1))
+    neighbour = jnp.where(above, slices[:, 2], slices[:, 0])
+    image = w * image + (1.0 - w) * neighbour
+  if max_shift > 0:
+    t = jax.random.randint(k_shift, (b,), -max_shift, max_shift + 1)
+    image = shift_rows(image, t)
+  if flip:
+    do_flip = jax.random.bernoulli(k_flip, 0.5, (b,)) & flip_ok
+    image = jnp.where(do_flip[:, None, None], image[:, :, ::-1], image)
+  return image
+
+
+def to_model_range(images: Array) -> Array:
+  """[B, 64, 64] in [0, 1] -> [B, 64, 64, 1] in [-1, 1], the networks' input."""
+  return (images * 2.0 - 1.0)[..., None]

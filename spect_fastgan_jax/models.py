@@ -1,0 +1,325 @@
+"""Generator and discriminator of the conditional FastGAN (paper Figs. 1-3, MODEL.md).
+
+Layout is NHWC throughout: images are [B, 64, 64, 1] in [-1, 1].
+
+Mutable state lives in one collection, 'batch_stats': BatchNorm running means and
+variances, and the power-iteration vectors `u` of spectral normalisation. Both
+are updated only in training mode, so sampling (train=False) is a pure function
+of the checkpoint and the per-sample random keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Dtype = Any
+
+# FastGAN's initialisation: conv weights N(0, 0.02), BatchNorm scale N(1, 0.02).
+_KERNEL_INIT = nn.initializers.normal(0.02)
+
+
+def _bn_scale_init(key, shape, dtype=jnp.float32):
+  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+def _l2_normalize(v: Array, eps: float = 1e-12) -> Array:
+  return v * jax.lax.rsqrt(jnp.maximum(jnp.sum(v * v), eps * eps))
+
+
+class SpectralKernel(nn.Module):
+  """A weight tensor, divided by its largest singular value when `enabled`.
+
+  The kernel is viewed as a matrix [fan_in, out] (out = last axis), as PyTorch's
+  spectral_norm does for convolutions. One power iteration per training call
+  refines the stored vector `u`; in eval the stored `u` is used unchanged, so
+  the normalised weight is a deterministic function of the checkpoint.
+  """
+  shape: Sequence[int]
+  enabled: bool = True
+
+  @nn.compact
+  def __call__(self, update_stats: bool) -> Array:
+    kernel = self.param("kernel", _KERNEL_INIT, tuple(self.shape))
+    if not self.enabled:
+      return kernel
+    out = self.shape[-1]
+    u_var = self.variable(
+        "batch_stats", "u",
+        lambda: _l2_normalize(jax.random.normal(self.make_rng("params"), (out,))))
+    mat = kernel.reshape(-1, out)
+    u = u_var.value
+    v = jax.lax.stop_gradient(_l2_normalize(mat @ u))
+    u_new = jax.lax.stop_gradient(_l2_normalize(mat.T @ v))
+    sigma = v @ (mat @ u_new)
+    if update_stats and not self.is_initializing():
+      u_var.value = u_new
+    return kernel / sigma
+
+
+class Conv(nn.Module):
+  """2-D convolution with optional spectral normalisation (no bias unless asked)."""
+  features: int
+  kernel: int
+  stride: int = 1
+  padding: Any = "SAME"
+  use_bias: bool = False
+  spectral_norm: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool) -> Array:
+    w = SpectralKernel((self.kernel, self.kernel, x.shape[-1], self.features),
+                       self.spectral_norm, name="w")(train)
+    y = jax.lax.conv_general_dilated(
+        x.astype(self.dtype), w.astype(self.dtype), (self.stride, self.stride), self.padding,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return y
+
+
+class Dense(nn.Module):
+  features: int
+  spectral_norm: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool) -> Array:
+    w = SpectralKernel((x.shape[-1], self.features), self.spectral_norm, name="w")(train)
+    b = self.param("bias", nn.initializers.zeros, (self.features,))
+    return x.astype(self.dtype) @ w.astype(self.dtype) + b.astype(self.dtype)
+
+
+def batch_norm(train: bool, dtype: Dtype, name: str | None = None) -> nn.BatchNorm:
+  # momentum 0.9 in Flax's convention is PyTorch's (FastGAN's) default of 0.1.
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      scale_init=_bn_scale_init, dtype=dtype, name=name)
+
+
+def glu(x: Array) -> Array:
+  """Gated linear unit over channels: a * sigmoid(b)."""
+  a, b = jnp.split(x, 2, axis=-1)
+  return a * jax.nn.sigmoid(b)
+
+
+def upsample2(x: Array) -> Array:
+  """Nearest-neighbour upsampling by 2 in H and W."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def avgpool2(x: Array) -> Array:
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+class NoiseInjection(nn.Module):
+  """FastGAN's per-pixel noise with a learned scale (initialised at 0).
+
+  The noise comes from one key per sample, so an image never depends on the
+  other images of its batch.
+  """
+
+  @nn.compact
+  def __call__(self, x: Array, keys: Array) -> Array:
+    scale = self.param("scale", nn.initializers.zeros, ())
+    h, w = x.shape[1:3]
+    noise = jax.vmap(lambda k: jax.random.normal(k, (h, w, 1)))(keys)
+    return x + (scale * noise).astype(x.dtype)
+
+
+class UpBlock(nn.Module):
+  """nearest x2 -> conv3x3 (2*out) -> BN -> GLU."""
+  features: int
+  spectral_norm: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool) -> Array:
+    x = Conv(2 * self.features, 3, spectral_norm=self.spectral_norm, dtype=self.dtype)(
+        upsample2(x), train)
+    return glu(batch_norm(train, self.dtype)(x))
+
+
+class UpBlockComp(nn.Module):
+  """UpBlock, then a second conv3x3 -> BN -> GLU; noise injected after each conv."""
+  features: int
+  spectral_norm: bool = True
+  noise_injection: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, noise_keys: Array, train: bool) -> Array:
+    x = upsample2(x)
+    for i in range(2):
+      x = Conv(2 * self.features, 3, spectral_norm=self.spectral_norm, dtype=self.dtype)(x, train)
+      if self.noise_injection:
+        x = NoiseInjection(name=f"noise{i}")(x, jax.vmap(lambda k: jax.random.fold_in(k, i))(noise_keys))
+      x = glu(batch_norm(train, self.dtype)(x))
+    return x
+
+
+class SkipLayerExcitation(nn.Module):
+  """The paper's single SLE: the 4x4 map gates the 64x64 map channel-wise.
+
+  conv4x4 without padding turns the 4x4 map into 1x1 (no adaptive pooling is
+  needed at this size) -> LeakyReLU -> conv1x1 -> sigmoid.
+  """
+  slope: float = 0.1
+  spectral_norm: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, small: Array, big: Array, train: bool) -> Array:
+    f = big.shape[-1]
+    g = Conv(f, 4, padding="VALID", spectral_norm=self.spectral_norm, dtype=self.dtype)(small, train)
+    g = nn.leaky_relu(g, self.slope)
+    g = Conv(f, 1, padding="VALID", spectral_norm=self.spectral_norm, dtype=self.dtype)(g, train)
+    return big * jax.nn.sigmoid(g)
+
+
+class Generator(nn.Module):
+  """G(z | y): [B, z_dim] latent and [B, C] condition -> [B, 64, 64, 1] in [-1, 1].
+
+  Attributes:
+    channels: widths at 4, 8, 16, 32 and 64 px.
+  """
+  channels: Sequence[int] = (256, 128, 128, 64, 32)
+  embed_dim: int = 64
+  noise_injection: bool = True
+  spectral_norm: bool = True
+  sle_slope: float = 0.1
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: Array, y: Array, noise_keys: Array, train: bool) -> Array:
+    """z: [B, z_dim]; y: [B, C] 0/1; noise_keys: [B, 2] uint32, one key per sample."""
+    sn, dt = self.spectral_norm, self.dtype
+    c4, c8, c16, c32, c64 = self.channels
+    h = Dense(self.embed_dim, sn, dt, name="embed")(jnp.concatenate([z, y], axis=-1), train)
+    # Input block: transposed conv4x4 of a 1x1 map is a dense layer to a 4x4 map.
+    w = SpectralKernel((self.embed_dim, 4 * 4 * 2 * c4), sn, name="init_w")(train)
+    h = (h.astype(dt) @ w.astype(dt)).reshape(-1, 4, 4, 2 * c4)
+    feat4 = glu(batch_norm(train, dt, name="init_bn")(h))
+    keys = [jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(noise_keys) for i in range(2)]
+    feat8 = UpBlockComp(c8, sn, self.noise_injection, dt, name="up8")(feat4, keys[0], train)
+    feat16 = UpBlock(c16, sn, dt, name="up16")(feat8, train)
+    feat32 = UpBlockComp(c32, sn, self.noise_injection, dt, name="up32")(feat16, keys[1], train)
+    feat64 = UpBlock(c64, sn, dt, name="up64")(feat32, train)
+    feat64 = SkipLayerExcitation(self.sle_slope, sn, dt, name="sle")(feat4, feat64, train)
+    out = Conv(1, 3, spectral_norm=sn, dtype=dt, name="to_img")(feat64, train)
+    return jnp.tanh(out.astype(jnp.float32))
+
+
+class DownBlockComp(nn.Module):
+  """Mean of conv4x4/2 -> BN -> LReLU -> conv3x3 -> BN -> LReLU and avgpool -> conv1x1 -> BN -> LReLU."""
+  features: int
+  spectral_norm: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool) -> Array:
+    sn, dt = self.spectral_norm, self.dtype
+    m = Conv(self.features, 4, stride=2, padding=((1, 1), (1, 1)), spectral_norm=sn, dtype=dt)(x, train)
+    m = nn.leaky_relu(batch_norm(train, dt)(m), 0.2)
+    m = Conv(self.features, 3, spectral_norm=sn, dtype=dt)(m, train)
+    m = nn.leaky_relu(batch_norm(train, dt)(m), 0.2)
+    d = Conv(self.features, 1, spectral_norm=sn, dtype=dt)(avgpool2(x), train)
+    d = nn.leaky_relu(batch_norm(train, dt)(d), 0.2)
+    return (m + d) / 2
+
+
+class SimpleDecoder(nn.Module):
+  """n UpBlocks -> conv3x3 to one channel -> tanh (the self-supervision decoders)."""
+  channels: Sequence[int]
+  spectral_norm: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool) -> Array:
+    for c in self.channels:
+      x = UpBlock(c, self.spectral_norm, self.dtype)(x, train)
+    x = Conv(1, 3, spectral_norm=self.spectral_norm, dtype=self.dtype)(x, train)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class Discriminator(nn.Module):
+  """D(x, y): [B, 64, 64, 1] image and [B, C] condition -> [B, 5, 5] patch logits.
+
+  With `crop_offsets` (real images only) it also returns the two decoders'
+  reconstructions: the whole image from B2 (8x8) and, from an 8x8 crop of B1
+  (16x16) at offset (i, j), the 32x32 image crop at (4i, 4j).
+
+  Attributes:
+    channels: widths at 64 (input block), 32 (B0), 16 (B1) and 8 (B2) px.
+    dec_channels: decoder widths after each up block: 16, 32, 64 px.
+  """
+  channels: Sequence[int] = (32, 64, 128, 256)
+  out_channels: int = 256
+  dec_channels: Sequence[int] = (128, 64, 64)
+  spectral_norm: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, y: Array, train: bool, crop_offsets: Array | None = None):
+    """x: [B, 64, 64, 1]; y: [B, C]; crop_offsets: [B, 2] int in 0..8 or None."""
+    sn, dt = self.spectral_norm, self.dtype
+    b, hh, ww, _ = x.shape
+    cond = jnp.broadcast_to(y[:, None, None, :].astype(x.dtype), (b, hh, ww, y.shape[-1]))
+    h = Conv(self.channels[0], 3, spectral_norm=sn, dtype=dt, name="in_conv")(
+        jnp.concatenate([x, cond], axis=-1), train)
+    h = nn.leaky_relu(h, 0.2)
+    b0 = DownBlockComp(self.channels[1], sn, dt, name="down32")(h, train)
+    b1 = DownBlockComp(self.channels[2], sn, dt, name="down16")(b0, train)
+    b2 = DownBlockComp(self.channels[3], sn, dt, name="down8")(b1, train)
+    o = Conv(self.out_channels, 1, spectral_norm=sn, dtype=dt, name="out_conv1")(b2, train)
+    o = nn.leaky_relu(batch_norm(train, dt, name="out_bn")(o), 0.2)
+    logits = Conv(1, 4, padding="VALID", spectral_norm=sn, dtype=dt, name="out_conv4")(o, train)
+    logits = logits[..., 0].astype(jnp.float32)
+    if crop_offsets is None:
+      return logits
+    rec_full = SimpleDecoder(tuple(self.dec_channels), sn, dt, name="dec_global")(b2, train)
+    crop = jax.vmap(lambda f, o: jax.lax.dynamic_slice(f, (o[0], o[1], 0), (8, 8, f.shape[-1])))(
+        b1, crop_offsets)
+    rec_crop = SimpleDecoder(tuple(self.dec_channels[:2]), sn, dt, name="dec_region")(crop, train)
+    return logits, rec_full, rec_crop
+
+
+def crop_target(x: Array, crop_offsets: Array) -> Array:
+  """T(x): the 32x32 crop of x [B, 64, 64, 1] at (4i, 4j) matching a B1 crop at (i, j)."""
+  return jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (4 * o[0], 4 * o[1], 0), (32, 32, im.shape[-1])))(
+      x, crop_offsets)
+
+
+def from_config(model_config, cond_dim: int) -> tuple[Generator, Discriminator]:
+  """Builds G and D from `config.model`."""
+  del cond_dim  # D and G infer it from their inputs; kept for a stable signature.
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(model_config.dtype)
+  if dtype is None:
+    raise ValueError(f"config field model.dtype must be 'float32' or 'bfloat16', got {model_config.dtype!r}")
+  if len(model_config.g_channels) != 5:
+    raise ValueError("config field model.g_channels needs 5 widths (4, 8, 16, 32, 64 px), "
+                     f"got {list(model_config.g_channels)}")
+  if len(model_config.d_channels) != 4:
+    raise ValueError("config field model.d_channels needs 4 widths (64, 32, 16, 8 px), "
+                     f"got {list(model_config.d_channels)}")
+  if len(model_config.dec_channels) != 3:
+    raise ValueError("config field model.dec_channels needs 3 widths (16, 32, 64 px), "
+                     f"got {list(model_config.dec_channels)}")
+  for field in ("g_channels", "d_channels", "dec_channels"):
+    if any(int(c) < 1 for c in model_config[field]):
+      raise ValueError(f"config field model.{field} must be positive widths, got {list(model_config[field])}")
+  g = Generator(channels=tuple(int(c) for c in model_config.g_channels),
+                embed_dim=int(model_config.embed_dim),
+                noise_injection=bool(model_config.noise_injection),
+                spectral_norm=bool(model_config.spectral_norm),
+                sle_slope=float(model_config.sle_slope), dtype=dtype)
+  d = Discriminator(channels=tuple(int(c) for c in model_config.d_channels),
+                    out_channels=int(model_config.d_out_channels),
+                    dec_channels=tuple(int(c) for c in model_config.dec_channels),
+                    spectral_norm=bool(model_config.spectral_norm), dtype=dtype)
+  return g, d

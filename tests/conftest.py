@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny configs and data sets that keep the suite fast on 2 CPU cores."""
+
+import os
+import sys
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+# Identical programs compiled by different tests (and by launch.py subprocesses,
+# which get the same folder through the environment) are compiled once.
+CACHE_DIR = os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".cache", "jax-tests"))
+jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+from configs import dataset_a, dataset_b  # noqa: E402
+from spect_fastgan_jax.data.dataset import SliceDataset  # noqa: E402
+
+
+def make_tiny(config):
+  """Shrinks a config to widths that compile and run in seconds on a CPU."""
+  config.model.g_channels = (16, 8, 8, 8, 8)
+  config.model.d_channels = (8, 8, 8, 8)
+  config.model.d_out_channels = 8
+  config.model.dec_channels = (8, 8, 8)
+  config.model.z_dim = 8
+  config.model.embed_dim = 8
+  config.num_epochs = 2
+  config.log.sample_every_epochs = 0
+  config.log.progress = False
+  config.log.tensorboard = False
+  return config
+
+
+@pytest.fixture
+def tiny_config_a():
+  return make_tiny(dataset_a.get_config())
+
+
+@pytest.fixture
+def tiny_config_b():
+  return make_tiny(dataset_b.get_config())
+
+
+def toy_dataset(n_per_condition: int = 2, seed: int = 0, levels=("CER", "BG", "COR")) -> SliceDataset:
+  """A small data set with every (level, pattern): a bright disc whose size depends on the
+  level, a darker right half for unilateral (patient-left = high columns kept bright)."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[:64, :64]
+  slices, lv, pt, sd, sj = [], [], [], [], []
+  for li, level in enumerate(levels):
+    for pattern in ("normal", "unilateral", "bilateral"):
+      for k in range(n_per_condition):
+        r = 14 + 5 * li
+        img = (np.hypot(yy - 32, xx - 32) < r).astype(np.float32) * 100 + 5
+        if pattern == "unilateral":
+          img[:, :32] *= 0.6
+        if pattern == "bilateral":
+          img *= 0.8
+        three = np.stack([img * 0.9, img, img * 0.95]) + rng.uniform(0, 5, (3, 64, 64))
+        slices.append(three.astype(np.float32))
+        lv.append(level)
+        pt.append(pattern)
+        sd.append("right" if pattern == "unilateral" else "none")
+        sj.append(f"s{len(sj)}")
+  return SliceDataset(slices=np.stack(slices), level=lv, pattern=pt, side=sd, subject=sj).validate("toy")
+
+
+@pytest.fixture
+def toy_a():
+  return toy_dataset()

@@ -1,0 +1,92 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import dataset_a, dataset_b
+from spect_fastgan_jax import models, train
+
+
+def _count(tree):
+  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+
+
+@pytest.mark.parametrize("get, cond_dim", [(dataset_a.get_config, 6), (dataset_b.get_config, 3)])
+def test_default_widths_match_the_spec(get, cond_dim):
+  config = get()
+  g, d = models.from_config(config.model, cond_dim)
+  shapes = jax.eval_shape(lambda: train.init_variables(config, g, d, jax.random.PRNGKey(0)))
+  g_params, d_params = _count(shapes[0]["params"]), _count(shapes[1]["params"])
+  # MODEL.md: G about 2.1 M with C = 6, D about 2.8 M with its decoders.
+  assert 2.0e6 < g_params < 2.2e6
+  assert 2.7e6 < d_params < 2.9e6
+  # The discriminator sees 1 + C input channels (image and conditional image).
+  in_kernel = shapes[1]["params"]["in_conv"]["w"]["kernel"]
+  assert in_kernel.shape == (3, 3, 1 + cond_dim, 32)
+
+
+def test_shapes_and_value_ranges(tiny_config_a):
+  config = tiny_config_a
+  g, d = models.from_config(config.model, 6)
+  g_vars, d_vars = train.init_variables(config, g, d, jax.random.PRNGKey(0))
+  b = 3
+  z = jax.random.normal(jax.random.PRNGKey(1), (b, config.model.z_dim)) * 3
+  y = jnp.eye(6)[:b]
+  out, _ = g.apply(g_vars, z, y, jax.random.split(jax.random.PRNGKey(2), b), train=True,
+                   mutable=["batch_stats"])
+  assert out.shape == (b, 64, 64, 1)
+  assert float(jnp.min(out)) >= -1 and float(jnp.max(out)) <= 1
+  assert float(jnp.std(out)) > 0
+  logits, rec_full, rec_crop = d.apply(d_vars, out, y, train=False,
+                                       crop_offsets=jnp.array([[0, 0], [8, 8], [3, 5]]))
+  assert logits.shape == (b, 5, 5)
+  assert rec_full.shape == (b, 64, 64, 1) and rec_crop.shape == (b, 32, 32, 1)
+  assert float(jnp.max(jnp.abs(rec_full))) <= 1 and float(jnp.max(jnp.abs(rec_crop))) <= 1
+  assert d.apply(d_vars, out, y, train=False).shape == (b, 5, 5)
+
+
+def test_crop_target_takes_the_matching_32px_window():
+  x = jnp.arange(64 * 64, dtype=jnp.float32).reshape(1, 64, 64, 1)
+  t = models.crop_target(jnp.concatenate([x, x]), jnp.array([[0, 0], [8, 3]]))
+  np.testing.assert_array_equal(t[0, ..., 0], x[0, :32, :32, 0])
+  np.testing.assert_array_equal(t[1, ..., 0], x[0, 32:64, 12:44, 0])
+
+
+def test_spectral_norm_brings_the_top_singular_value_to_one():
+  sk = models.SpectralKernel((3, 3, 4, 6))
+  v = sk.init(jax.random.PRNGKey(0), update_stats=False)
+  v = {"params": jax.tree_util.tree_map(lambda p: p * 50.0, v["params"]), "batch_stats": v["batch_stats"]}
+  for _ in range(30):  # power iteration converges over training calls
+    w, upd = sk.apply(v, update_stats=True, mutable=["batch_stats"])
+    v = {"params": v["params"], "batch_stats": upd["batch_stats"]}
+  top = np.linalg.svd(np.asarray(w).reshape(-1, 6), compute_uv=False)[0]
+  assert top == pytest.approx(1.0, rel=1e-3)
+  # In eval the stored vector is not updated.
+  _, upd = sk.apply(v, update_stats=False, mutable=["batch_stats"])
+  np.testing.assert_array_equal(upd["batch_stats"]["u"], v["batch_stats"]["u"])
+
+
+def test_generator_in_eval_mode_ignores_the_rest_of_the_batch(tiny_config_a):
+  config = tiny_config_a
+  g, d = models.from_config(config.model, 6)
+  g_vars, _ = train.init_variables(config, g, d, jax.random.PRNGKey(0))
+  # Make noise injection matter, so that per-sample noise keys are exercised.
+  g_vars = jax.tree_util.tree_map_with_path(
+      lambda p, x: x + 0.5 if "scale" in jax.tree_util.keystr(p) else x, g_vars)
+  z = jax.random.normal(jax.random.PRNGKey(1), (5, config.model.z_dim))
+  y = jnp.eye(6)[jnp.array([0, 3, 1, 4, 5])]
+  keys = jax.random.split(jax.random.PRNGKey(2), 5)
+  full = g.apply(g_vars, z, y, keys, train=False)
+  part = g.apply(g_vars, z[1:3], y[1:3], keys[1:3], train=False)
+  np.testing.assert_allclose(part, full[1:3], atol=1e-6)
+
+
+def test_bad_model_config_fields_are_named(tiny_config_a):
+  config = tiny_config_a
+  config.model.g_channels = (8, 8)
+  with pytest.raises(ValueError, match="model.g_channels"):
+    models.from_config(config.model, 6)
+  config = dataset_a.get_config()
+  config.model.dtype = "float8"
+  with pytest.raises(ValueError, match="model.dtype"):
+    models.from_config(config.model, 6)
