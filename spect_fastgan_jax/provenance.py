@@ -1,0 +1,42 @@
+"""What produced an output: package versions, git commit, platform."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "grain",
+             "nibabel", "pydicom", "nilearn", "scipy")
+
+
+def git_commit() -> str:
+  """Commit of the checkout this package runs from ('unknown' outside git)."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    out = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
+                         text=True, timeout=5, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+    return out + ("+dirty" if dirty else "")
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+
+
+def describe() -> dict:
+  versions = {}
+  for name in _PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = None
+  import jax  # imported late: provenance is also read by tools that never touch JAX
+  return {
+      "git_commit": git_commit(),
+      "python": platform.python_version(),
+      "platform": platform.platform(),
+      "jax_backend": jax.default_backend(),
+      "devices": [str(d) for d in jax.devices()],
+      "packages": versions,
+  }

@@ -1,0 +1,447 @@
+"""Training: one jitted step updates both networks; one compiled call runs an epoch.
+
+The paper's steps (i)-(vi) are one `train_step`: G makes a batch, D sees the
+augmented real batch (with both self-supervision decoders) and the fake batch,
+and both Adam states are updated from gradients of the current parameters.
+`train_epoch` runs all steps of an epoch as one `lax.scan` over device-resident
+data with a fresh permutation each epoch, so the host is not involved per step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from spect_fastgan_jax import augment as augment_lib
+from spect_fastgan_jax import checkpoints, conditions, losses, models, provenance, runlog
+from spect_fastgan_jax.data import dataset as dataset_lib
+
+Array = jax.Array
+PyTree = Any
+
+METRICS = ("d_real", "d_fake", "recon", "g")
+# Fields that must match between a run and its resumption: they change the
+# computation, so mixing them would make the result neither run's.
+_RESUME_FIELDS = ("seed", "batch_size", "data", "model", "loss", "optim", "augment")
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything needed to resume, as one pytree (checkpointed as a whole)."""
+  step: Array          # int32, steps taken
+  epoch: Array         # int32, full epochs completed
+  key: Array           # uint32 [2], the run's base key (raw key data serialises)
+  g_params: PyTree
+  g_stats: PyTree      # G's BatchNorm running statistics and spectral-norm vectors
+  d_params: PyTree
+  d_stats: PyTree
+  g_opt: PyTree
+  d_opt: PyTree
+  ema_params: PyTree   # EMA of G's weights; {} when config.optim.ema_decay == 0
+
+
+@flax.struct.dataclass
+class DeviceData:
+  """The training set on device."""
+  slices: Array    # [N, 3, 64, 64] float32, each slice max-normalised to [0, 1]
+  cond: Array      # [N, C] float32 one-hot condition
+  flip_ok: Array   # [N] bool, normal and bilateral slices
+
+
+class TrainError(RuntimeError):
+  """A run that cannot go on (bad config, non-finite loss); the message says why."""
+
+
+# ----------------------------------------------------------------------------
+# Config checks.
+# ----------------------------------------------------------------------------
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first bad field."""
+  def need(ok, field, value, what):
+    if not ok:
+      raise ValueError(f"config field {field} {what}, got {value!r}")
+  need(isinstance(config.batch_size, int) and config.batch_size >= 1, "batch_size",
+       config.batch_size, "must be a whole number >= 1")
+  need(isinstance(config.num_epochs, int) and config.num_epochs >= 1, "num_epochs",
+       config.num_epochs, "must be a whole number >= 1")
+  need(isinstance(config.model.z_dim, int) and config.model.z_dim >= 1, "model.z_dim",
+       config.model.z_dim, "must be >= 1")
+  need(isinstance(config.model.embed_dim, int) and config.model.embed_dim >= 1, "model.embed_dim",
+       config.model.embed_dim, "must be >= 1")
+  for f in ("lr_g", "lr_d"):
+    v = config.optim[f]
+    need(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f"optim.{f}", v,
+         "must be a positive number")
+  for f in ("b1", "b2"):
+    v = config.optim[f]
+    need(isinstance(v, (int, float)) and 0 <= v < 1, f"optim.{f}", v, "must be in [0, 1)")
+  v = config.optim.ema_decay
+  need(isinstance(v, (int, float)) and 0 <= v < 1, "optim.ema_decay", v, "must be in [0, 1)")
+  v = config.augment.max_shift
+  need(isinstance(v, int) and 0 <= v < 32, "augment.max_shift", v, "must be a whole number in 0..31")
+  need(config.loss.recon_distance in ("l1", "l2"), "loss.recon_distance",
+       config.loss.recon_distance, "must be 'l1' or 'l2'")
+  need(isinstance(config.log.sample_every_epochs, int) and config.log.sample_every_epochs >= 0,
+       "log.sample_every_epochs", config.log.sample_every_epochs, "must be >= 0")
+  need(isinstance(config.checkpoint.sampler_every_epochs, int)
+       and config.checkpoint.sampler_every_epochs >= 1,
+       "checkpoint.sampler_every_epochs", config.checkpoint.sampler_every_epochs, "must be >= 1")
+  need(isinstance(config.checkpoint.keep_train_states, int) and config.checkpoint.keep_train_states >= 1,
+       "checkpoint.keep_train_states", config.checkpoint.keep_train_states, "must be >= 1")
+  conditions.check_levels(config.data.levels)
+  models.from_config(config.model, conditions.condition_dim(config.data.levels))
+
+
+# ----------------------------------------------------------------------------
+# State.
+# ----------------------------------------------------------------------------
+def make_optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+  o = config.optim
+  return (optax.adam(o.lr_g, b1=o.b1, b2=o.b2), optax.adam(o.lr_d, b1=o.b1, b2=o.b2))
+
+
+def init_variables(config, g: models.Generator, d: models.Discriminator, key: Array):
+  """Initial variables of G and D."""
+  c = conditions.condition_dim(config.data.levels)
+  k_g, k_d = jax.random.split(key)
+  z = jnp.zeros((1, config.model.z_dim), jnp.float32)
+  y = jnp.zeros((1, c), jnp.float32)
+  g_vars = g.init({"params": k_g}, z, y, jax.random.split(k_g, 1), train=False)
+  d_vars = d.init({"params": k_d}, jnp.zeros((1, 64, 64, 1)), y, train=False,
+                  crop_offsets=jnp.zeros((1, 2), jnp.int32))
+  return g_vars, d_vars
+
+
+def create_train_state(config, g, d) -> TrainState:
+  """The state at step 0, from `config.seed`."""
+  key = jax.random.PRNGKey(config.seed)
+  g_vars, d_vars = init_variables(config, g, d, jax.random.fold_in(key, 1))
+  tx_g, tx_d = make_optimizers(config)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32), key=key,
+      g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
+      d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
+      g_opt=tx_g.init(g_vars["params"]), d_opt=tx_d.init(d_vars["params"]),
+      ema_params=g_vars["params"] if config.optim.ema_decay > 0 else {})
+
+
+# ----------------------------------------------------------------------------
+# The step and the epoch.
+# ----------------------------------------------------------------------------
+def make_train_step(config, g: models.Generator, d: models.Discriminator) -> Callable:
+  """Returns train_step(state, real3, cond, flip_ok, key) -> (state, metrics).
+
+  real3: [B, 3, 64, 64] max-normalised real slices (below, centre, above);
+  cond: [B, C]; flip_ok: [B] bool; key: the step's PRNG key.
+  """
+  tx_g, tx_d = make_optimizers(config)
+  aug = config.augment
+  z_dim = config.model.z_dim
+  recon_kind = config.loss.recon_distance
+  ema_decay = float(config.optim.ema_decay)
+
+  def train_step(state: TrainState, real3, cond, flip_ok, key):
+    b = real3.shape[0]
+    k_aug, k_z, k_noise, k_crop = jax.random.split(key, 4)
+    x = augment_lib.to_model_range(augment_lib.augment(
+        k_aug, real3, flip_ok, blend=aug.blend, max_shift=aug.max_shift, flip=aug.flip))
+    z = jax.random.normal(k_z, (b, z_dim))
+    noise_keys = jax.random.split(k_noise, b)
+    offsets = jax.random.randint(k_crop, (b, 2), 0, 9)
+
+    # (i) G makes the fake batch; its vjp is kept to send L_G's gradient back.
+    def g_forward(g_params):
+      fake, upd = g.apply({"params": g_params, "batch_stats": state.g_stats}, z, cond,
+                          noise_keys, train=True, mutable=["batch_stats"])
+      return fake, upd["batch_stats"]
+    fake, g_vjp, g_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
+
+    # (ii)-(v) D on the real batch (with decoders) and on the fake batch; one
+    # pass over the fake batch serves both L_fake and L_G.
+    def d_losses(d_params, fake):
+      (real_logits, rec_full, rec_crop), upd = d.apply(
+          {"params": d_params, "batch_stats": state.d_stats}, x, cond, train=True,
+          crop_offsets=offsets, mutable=["batch_stats"])
+      fake_logits, upd = d.apply(
+          {"params": d_params, "batch_stats": upd["batch_stats"]}, fake, cond, train=True,
+          mutable=["batch_stats"])
+      l_real = losses.real_loss(real_logits)
+      l_fake = losses.fake_loss(fake_logits)
+      l_rec = losses.recon_loss(rec_crop, models.crop_target(x, offsets), rec_full, x, recon_kind)
+      l_g = losses.generator_loss(fake_logits)
+      metrics = {"d_real": l_real, "d_fake": l_fake, "recon": l_rec, "g": l_g}
+      return (l_real + l_fake + l_rec, l_g), (upd["batch_stats"], metrics)
+
+    (_, _), d_vjp, (d_stats, metrics) = jax.vjp(d_losses, state.d_params, fake, has_aux=True)
+    one, zero = jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32)
+    d_grads, _ = d_vjp((one, zero))          # dL_D / dD
+    _, fake_grad = d_vjp((zero, one))        # dL_G / dfake
+    (g_grads,) = g_vjp(fake_grad)            # dL_G / dG
+
+    # (vi) both Adam updates at once.
+    g_upd, g_opt = tx_g.update(g_grads, state.g_opt, state.g_params)
+    d_upd, d_opt = tx_d.update(d_grads, state.d_opt, state.d_params)
+    g_params = optax.apply_updates(state.g_params, g_upd)
+    d_params = optax.apply_updates(state.d_params, d_upd)
+    ema = state.ema_params
+    if ema_decay > 0:
+      ema = jax.tree_util.tree_map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema, g_params)
+    new_state = state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats,
+                              d_params=d_params, d_stats=d_stats, g_opt=g_opt, d_opt=d_opt,
+                              ema_params=ema)
+    return new_state, metrics
+
+  return train_step
+
+
+def steps_per_epoch(num_slices: int, batch_size: int) -> int:
+  """Full batches per epoch (the last partial batch of each permutation is dropped)."""
+  return num_slices // batch_size
+
+
+def make_train_epoch(config, g, d, num_slices: int) -> Callable:
+  """Returns a jitted train_epoch(state, data) -> (state, metrics [steps]) that donates `state`."""
+  b = config.batch_size
+  steps = steps_per_epoch(num_slices, b)
+  train_step = make_train_step(config, g, d)
+
+  def train_epoch(state: TrainState, data: DeviceData):
+    # The permutation key depends only on the base key and the epoch number, so
+    # a resumed run draws the same batches as an uninterrupted one.
+    perm_key = jax.random.fold_in(jax.random.fold_in(state.key, 0x0E0C), state.epoch)
+    order = jax.random.permutation(perm_key, num_slices)[: steps * b].reshape(steps, b)
+
+    def body(state, idx):
+      key = jax.random.fold_in(state.key, state.step)
+      return train_step(state, data.slices[idx], data.cond[idx], data.flip_ok[idx], key)
+
+    state, metrics = jax.lax.scan(body, state, order)
+    return state.replace(epoch=state.epoch + 1), metrics
+
+  # The old state is dead once the new one exists: donating it lets XLA update
+  # the parameters and optimizer moments in place.
+  return jax.jit(train_epoch, donate_argnums=0)
+
+
+def device_data(ds: dataset_lib.SliceDataset, levels) -> DeviceData:
+  slices = augment_lib.normalise(jnp.asarray(ds.slices))
+  cond = jnp.asarray(conditions.encode(levels, ds.level, ds.pattern))
+  flip_ok = jnp.asarray(np.isin(ds.pattern, ("normal", "bilateral")))
+  return DeviceData(slices=slices, cond=cond, flip_ok=flip_ok)
+
+
+# ----------------------------------------------------------------------------
+# What sampling needs.
+# ----------------------------------------------------------------------------
+def sampler_variables(state: TrainState, config, g) -> dict:
+  """Generator variables for sampling: weights and the statistics that fit them.
+
+  With an EMA generator the running BatchNorm statistics of the raw weights do
+  not fit the averaged weights, so they are recomputed for the EMA weights.
+  """
+  if config.optim.ema_decay > 0:
+    stats = recompute_batch_stats(g, state.ema_params, state.g_stats, config,
+                                  jax.random.fold_in(state.key, 0xE3A))
+    return {"params": state.ema_params, "batch_stats": stats}
+  return {"params": state.g_params, "batch_stats": state.g_stats}
+
+
+def recompute_batch_stats(g, params, stats, config, key, batches: int = 50, batch: int = 32):
+  """Runs G in training mode on `batches` random batches so that its BatchNorm
+  running statistics (momentum 0.9: 0.9**50 < 1%) describe `params`. The
+  spectral-norm vectors are kept as they are."""
+  levels = config.data.levels
+  conds = jnp.asarray(conditions.encode(levels, *zip(*conditions.all_conditions(levels))))
+
+  def body(s, k):
+    k_z, k_c, k_n = jax.random.split(k, 3)
+    z = jax.random.normal(k_z, (batch, config.model.z_dim))
+    y = conds[jax.random.randint(k_c, (batch,), 0, conds.shape[0])]
+    _, upd = g.apply({"params": params, "batch_stats": s}, z, y, jax.random.split(k_n, batch),
+                     train=True, mutable=["batch_stats"])
+    new = upd["batch_stats"]
+    # Keep the spectral-norm vectors of the checkpoint: only BatchNorm is refitted.
+    new = flax.traverse_util.unflatten_dict({
+        p: (v if p[-1] in ("mean", "var") else flax.traverse_util.flatten_dict(s)[p])
+        for p, v in flax.traverse_util.flatten_dict(new).items()})
+    return new, None
+
+  out, _ = jax.lax.scan(body, stats, jax.random.split(key, batches))
+  return out
+
+
+# ----------------------------------------------------------------------------
+# The run.
+# ----------------------------------------------------------------------------
+def _stderr(msg: str) -> None:
+  print(msg, file=sys.stderr, flush=True)
+
+
+def write_run_config(workdir: str, config, dataset: dataset_lib.SliceDataset | None = None) -> None:
+  """Writes <workdir>/config.json (the config, the training counts per condition and
+  what produced the run), atomically."""
+  record = {"config": json.loads(config.to_json()), "provenance": provenance.describe()}
+  if dataset is not None:
+    record["data_counts"] = {f"{l}/{p}": k for (l, p), k in dataset.counts().items() if k}
+  path = os.path.join(workdir, "config.json")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(record, f, indent=2)
+  os.replace(tmp, path)
+
+
+def read_run_config(workdir: str) -> ml_collections.ConfigDict | None:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f)["config"])
+
+
+def _plain(x):
+  """Config values as comparable plain data (tuples and lists alike)."""
+  if isinstance(x, (ml_collections.ConfigDict, dict)):
+    return {k: _plain(v) for k, v in dict(x).items()}
+  if isinstance(x, (list, tuple)):
+    return [_plain(v) for v in x]
+  return x
+
+
+def check_resumable(saved, config) -> None:
+  """Raises TrainError naming a field that differs from the run being resumed."""
+  for field in _RESUME_FIELDS:
+    a, b = _plain(saved.get(field)), _plain(config.get(field))
+    if a != b:
+      if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+          if a.get(k) != b.get(k):
+            raise TrainError(
+                f"config field {field}.{k} is {b.get(k)!r} but the run in this workdir was "
+                f"trained with {a.get(k)!r}; resume with the same value or use another --workdir")
+      raise TrainError(f"config field {field} is {b!r} but the run in this workdir was trained "
+                       f"with {a!r}; resume with the same value or use another --workdir")
+
+
+def _truncate_metrics(workdir: str, last_epoch: int) -> None:
+  """Drops log lines of epochs after the restored checkpoint (a killed run's leftovers)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return
+  kept = [r for r in runlog.read(workdir) if r["epoch"] <= last_epoch]
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in kept)
+  os.replace(tmp, path)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.SliceDataset,
+          log: Callable[[str], None] = _stderr) -> TrainState:
+  """Trains (or resumes) a run in `workdir` and returns the final state.
+
+  A workdir with training checkpoints resumes from the newest; a finished run
+  says so and returns. The checkpoint of every epoch is written before the
+  function returns.
+  """
+  # --- Config and data. ---
+  check_config(config)
+  levels = conditions.check_levels(config.data.levels)
+  if len(dataset) < config.batch_size:
+    raise ValueError(f"config field batch_size ({config.batch_size}) is larger than the data set "
+                     f"({len(dataset)} slices)")
+  os.makedirs(workdir, exist_ok=True)
+  saved = read_run_config(workdir)
+  if saved is not None:
+    check_resumable(saved, config)
+
+  g, d = models.from_config(config.model, conditions.condition_dim(levels))
+  data = device_data(dataset, levels)
+  n = len(dataset)
+  steps = steps_per_epoch(n, config.batch_size)
+
+  # --- State: fresh or resumed. ---
+  ckpt = checkpoints.RunCheckpoints(workdir, config.checkpoint.keep_train_states)
+  try:
+    state = create_train_state(config, g, d)
+    last = ckpt.latest_train_epoch()
+    if last is not None:
+      state = ckpt.restore_train(last, state)
+      _truncate_metrics(workdir, last)
+      if last >= config.num_epochs:
+        log(f"run in {workdir} is finished: epoch {last} of {config.num_epochs} is saved; "
+            "nothing to do (raise --config.num_epochs to train on)")
+        return state
+      log(f"resuming {workdir} from epoch {last} (step {int(state.step)})")
+    write_run_config(workdir, config, dataset)
+    first_epoch = int(state.epoch) + 1
+
+    log(f"training on {n} slices ({', '.join(levels)}), condition {conditions.condition_names(levels)}, "
+        f"{steps} steps of batch {config.batch_size} per epoch, epochs {first_epoch}..{config.num_epochs}")
+    train_epoch = make_train_epoch(config, g, d, n)
+    rl = runlog.RunLog(workdir, config.log.tensorboard)
+    progress = _progress(config, first_epoch)
+    try:
+      for epoch in range(first_epoch, config.num_epochs + 1):
+        t0 = time.perf_counter()
+        state, metrics = train_epoch(state, data)
+        metrics = {k: float(v) for k, v in jax.device_get(jax.tree_util.tree_map(jnp.mean, metrics)).items()}
+        if not all(math.isfinite(v) for v in metrics.values()):
+          raise TrainError(
+              f"non-finite loss in epoch {epoch} ({', '.join(f'{k}={v}' for k, v in metrics.items())}); "
+              f"the run stopped. The last good checkpoint is epoch {epoch - 1}; try a lower "
+              "learning rate (config fields optim.lr_g, optim.lr_d)")
+        sampler = None
+        if epoch % config.checkpoint.sampler_every_epochs == 0 or epoch == config.num_epochs:
+          sampler = sampler_variables(state, config, g)
+        ckpt.save(epoch, state, sampler)
+        metrics["epoch_seconds"] = time.perf_counter() - t0
+        rl.write(epoch, metrics)
+        if config.log.sample_every_epochs and (epoch % config.log.sample_every_epochs == 0
+                                               or epoch == config.num_epochs):
+          _log_grid(rl, workdir, epoch, sampler or sampler_variables(state, config, g), g, config)
+        progress.update(epoch, metrics)
+    finally:
+      progress.close()
+      rl.close()
+    return state
+  finally:
+    # Async saves must land before the process may exit.
+    ckpt.close()
+
+
+def _log_grid(rl, workdir, epoch, g_vars, g, config) -> None:
+  from spect_fastgan_jax import sample as sample_lib
+  grid = sample_lib.condition_grid(g, g_vars, config, per_condition=4, seed=0)
+  path = os.path.join(workdir, "samples_during_training", f"epoch_{epoch:04d}.png")
+  sample_lib.save_png(grid, path)
+  rl.image(epoch, "samples", grid)
+
+
+class _progress:
+  """Epoch progress with an ETA on stderr (tqdm), or silent."""
+
+  def __init__(self, config, first_epoch):
+    self._bar = None
+    if config.log.progress:
+      from tqdm import tqdm
+      self._bar = tqdm(total=config.num_epochs, initial=first_epoch - 1, unit="epoch",
+                       file=sys.stderr, dynamic_ncols=True)
+
+  def update(self, epoch, metrics):
+    if self._bar is not None:
+      self._bar.set_postfix({k: f"{metrics[k]:.3f}" for k in METRICS})
+      self._bar.update(1)
+
+  def close(self):
+    if self._bar is not None:
+      self._bar.close()

@@ -1,0 +1,167 @@
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spect_fastgan_jax import checkpoints, models, runlog, train
+
+_quiet = lambda msg: None
+
+
+def _setup(config, ds):
+  g, d = models.from_config(config.model, 6)
+  state = train.create_train_state(config, g, d)
+  data = train.device_data(ds, config.data.levels)
+  step = jax.jit(train.make_train_step(config, g, d))
+  idx = jnp.arange(config.batch_size)
+  batch = (data.slices[idx], data.cond[idx], data.flip_ok[idx])
+  return state, step, batch
+
+
+def _d_total(m):
+  return float(m["d_real"] + m["d_fake"] + m["recon"])
+
+
+def test_one_step_moves_each_network_downhill_on_its_own_loss(tiny_config_a, toy_a):
+  state, step, batch = _setup(tiny_config_a, toy_a)
+  key = jax.random.PRNGKey(7)
+  for _ in range(3):  # a few steps in, away from the initial transient
+    state, _ = step(state, *batch, key)
+  new, before = step(state, *batch, key)
+  # Metrics are the losses at the step's input parameters: swap one network at a time.
+  _, g_moved = step(state.replace(g_params=new.g_params, g_stats=new.g_stats), *batch, key)
+  _, d_moved = step(state.replace(d_params=new.d_params, d_stats=new.d_stats), *batch, key)
+  assert float(g_moved["g"]) < float(before["g"])
+  assert _d_total(d_moved) < _d_total(before)
+
+
+def test_both_adam_states_change_in_one_step(tiny_config_a, toy_a):
+  state, step, batch = _setup(tiny_config_a, toy_a)
+  new, _ = step(state, *batch, jax.random.PRNGKey(0))
+  for name in ("g_opt", "d_opt", "g_params", "d_params"):
+    old_leaves = jax.tree_util.tree_leaves(getattr(state, name))
+    new_leaves = jax.tree_util.tree_leaves(getattr(new, name))
+    changed = [not np.array_equal(a, b) for a, b in zip(old_leaves, new_leaves)]
+    assert sum(changed) > len(changed) // 2, name
+  assert int(new.step) == 1
+
+
+def test_training_on_a_fixed_set_lowers_the_losses_and_stays_finite(tiny_config_a, toy_a):
+  state, step, batch = _setup(tiny_config_a, toy_a)
+  history = []
+  for i in range(40):
+    state, m = step(state, *batch, jax.random.PRNGKey(i))
+    history.append({k: float(v) for k, v in m.items()})
+  assert all(np.isfinite(v) for h in history for v in h.values())
+  first, last = history[:5], history[-5:]
+  assert np.mean([_d_total(h) for h in last]) < 0.7 * np.mean([_d_total(h) for h in first])
+  assert np.mean([h["recon"] for h in last]) < 0.7 * np.mean([h["recon"] for h in first])
+
+
+def _trees_equal(a, b):
+  la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+  return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb))
+
+
+def test_checkpoints_round_trip_and_cover_every_epoch(tmp_path, tiny_config_a, toy_a):
+  config = tiny_config_a
+  final = train.train(config, str(tmp_path), toy_a, log=_quiet)
+  assert checkpoints.sampler_epochs(str(tmp_path)) == [1, 2]
+  ck = checkpoints.RunCheckpoints(str(tmp_path), 3)
+  g, d = models.from_config(config.model, 6)
+  restored = ck.restore_train(2, train.create_train_state(config, g, d))
+  ck.close()
+  assert _trees_equal(restored, final)
+  like = {"params": final.g_params, "batch_stats": final.g_stats}
+  sampler = checkpoints.restore_sampler(str(tmp_path), 2, like)
+  assert _trees_equal(sampler, like)
+  records = runlog.read(str(tmp_path))
+  assert [r["epoch"] for r in records] == [1, 2]
+  assert set(train.METRICS) <= set(records[0])
+  saved = json.load(open(tmp_path / "config.json"))
+  assert saved["config"]["batch_size"] == 4 and "git_commit" in saved["provenance"]
+  # Running the finished run again does nothing and says so.
+  said = []
+  again = train.train(config, str(tmp_path), toy_a, log=said.append)
+  assert any("finished" in s for s in said)
+  assert _trees_equal(again, final)
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, tiny_config_a, toy_a):
+  config = tiny_config_a
+  config.num_epochs = 3
+  whole = train.train(config, str(tmp_path / "whole"), toy_a, log=_quiet)
+  config.num_epochs = 1
+  train.train(config, str(tmp_path / "split"), toy_a, log=_quiet)
+  config.num_epochs = 3
+  said = []
+  resumed = train.train(config, str(tmp_path / "split"), toy_a, log=said.append)
+  assert any("resuming" in s and "epoch 1" in s for s in said)
+  assert int(resumed.step) == int(whole.step)
+  assert _trees_equal(resumed, whole)  # bit-exact on the same platform
+
+
+def test_resuming_with_a_changed_model_field_is_refused(tmp_path, tiny_config_a, toy_a):
+  config = tiny_config_a
+  config.num_epochs = 1
+  train.train(config, str(tmp_path), toy_a, log=_quiet)
+  config.num_epochs = 2
+  config.optim.lr_g = 1e-3
+  with pytest.raises(train.TrainError, match="optim.lr_g"):
+    train.train(config, str(tmp_path), toy_a, log=_quiet)
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, tiny_config_a, toy_a):
+  config = tiny_config_a
+  config.num_epochs = 3
+  config.optim.lr_d = 1e30
+  config.optim.lr_g = 1e30
+  with pytest.raises(train.TrainError, match="non-finite loss in epoch") as err:
+    train.train(config, str(tmp_path), toy_a, log=_quiet)
+  last_good = int(str(err.value).split("last good checkpoint is epoch ")[1].split(";")[0])
+  assert checkpoints.sampler_epochs(str(tmp_path)) == list(range(1, last_good + 1))
+  records = runlog.read(str(tmp_path))
+  assert [r["epoch"] for r in records] == list(range(1, last_good + 1))
+  assert all(np.isfinite(v) for r in records for v in r.values())
+
+
+@pytest.mark.parametrize("field, value", [("batch_size", 0), ("num_epochs", 0), ("optim.lr_g", -1.0),
+                                          ("augment.max_shift", 40), ("loss.recon_distance", "huber"),
+                                          ("optim.ema_decay", 1.5)])
+def test_bad_config_values_are_named(tiny_config_a, field, value):
+  config = tiny_config_a
+  node = config
+  *parents, leaf = field.split(".")
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+  with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+    train.check_config(config)
+
+
+def test_batch_larger_than_the_data_set_is_refused(tmp_path, tiny_config_a, toy_a):
+  config = tiny_config_a
+  config.batch_size = 64
+  with pytest.raises(ValueError, match="batch_size"):
+    train.train(config, str(tmp_path), toy_a, log=_quiet)
+
+
+def test_ema_generator_gets_statistics_that_fit_its_weights(tiny_config_a, toy_a):
+  config = tiny_config_a
+  config.optim.ema_decay = 0.9
+  g, d = models.from_config(config.model, 6)
+  state, step, batch = _setup(config, toy_a)
+  for i in range(5):
+    state, _ = step(state, *batch, jax.random.PRNGKey(i))
+  sampler = train.sampler_variables(state, config, g)
+  assert _trees_equal(sampler["params"], state.ema_params)
+  assert not _trees_equal(sampler["params"], state.g_params)
+  flat_new = jax.tree_util.tree_leaves_with_path(sampler["batch_stats"])
+  flat_old = dict(jax.tree_util.tree_leaves_with_path(state.g_stats))
+  changed_means = [not np.array_equal(v, flat_old[p]) for p, v in flat_new if "mean" in jax.tree_util.keystr(p)]
+  kept_u = [np.array_equal(v, flat_old[p]) for p, v in flat_new if jax.tree_util.keystr(p).endswith("['u']")]
+  assert changed_means and all(changed_means)
+  assert kept_u and all(kept_u)
