@@ -45,7 +45,10 @@ def get_config() -> ml_collections.ConfigDict:
       "COR": (50.0, 60.0),           # high convexity cortex / centrum semiovale
   })
   # --- Scanner ---
-  sim.pixel_mm = (3.5, 4.4)          # 64 x 64 matrix; slice spacing = pixel size (isotropic voxels)
+  # Pixel size of the 64 x 64 matrix; slice spacing = pixel size (isotropic voxels).
+  # One scanner protocol gives one pixel size (as in the paper); widen the range, e.g.
+  # (3.5, 4.4), to mimic data pooled from several protocols.
+  sim.pixel_mm = (4.0, 4.0)
   sim.fwhm_mm = (10.0, 14.0)         # reconstructed resolution, 3-D Gaussian
   sim.noise_gm = (0.07, 0.15)        # Poisson RMS noise relative to the grey-matter mean
   # --- True perfusion (relative to cortical grey matter = 1) ---
@@ -70,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
   # --- Defects ---
   sim.defect_severity = (0.15, 0.5)  # fractional perfusion loss in the territory
   sim.defect_margin_mm = 4.0         # sigmoid edge of a territory before the blur
+  sim.defect_deep_sparing = 0.5      # share of the loss that the deep grey nuclei are spared
   # Which territory a defect takes (relative weights; MCA is the common stroke territory).
   sim.territory_weights = ml_collections.ConfigDict({"MCA": 0.6, "ACA": 0.2, "PCA": 0.2})
   # Levels at which each territory is visible (a defect slice always shows its defect).
