@@ -1,0 +1,197 @@
+"""Users' own scans: a CSV manifest -> SliceDataset, reading volumes in parallel with grain.
+
+Manifest: one row per selected slice, columns `path,slice,level,pattern[,side][,subject]`
+(a header row with these names is optional; with a header the columns may come in
+any order). `path` is relative to the manifest's folder or absolute; `slice`
+indexes the craniocaudal axis after reorientation (0 = most inferior); an empty
+`side` means none; an empty `subject` means the volume's path, so that all slices
+of one scan count as one subject. Blank lines and lines starting with '#' are skipped.
+
+Every bad input raises DataError naming the manifest, the row and the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+from typing import Callable
+
+import numpy as np
+
+from spect_fastgan_jax import conditions
+from spect_fastgan_jax.data import volumes
+from spect_fastgan_jax.data.dataset import DataError, SliceDataset
+
+COLUMNS = ("path", "slice", "level", "pattern", "side", "subject")
+REQUIRED = COLUMNS[:4]
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  number: int      # 1-based data row (header and comments not counted)
+  line: int        # line in the file
+  path: str        # as written in the manifest
+  resolved: str    # absolute path
+  slice: int
+  level: str
+  pattern: str
+  side: str
+  subject: str
+
+  def where(self, manifest: str) -> str:
+    return f"{manifest}: row {self.number} (line {self.line}, file {self.path})"
+
+
+def _label(value: str, known: tuple[str, ...], name: str, where: str) -> str:
+  for k in known:
+    if value.strip().lower() == k.lower():
+      return k
+  raise DataError(f"{where}: unknown {name} label {value!r}; known: {', '.join(known)}")
+
+
+def read_rows(manifest: str) -> list[Row]:
+  """Parses and checks the manifest's text (labels, slice numbers); reads no volume."""
+  if not os.path.isfile(manifest):
+    raise DataError(f"{manifest}: no such manifest file")
+  try:
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
+      lines = list(enumerate(csv.reader(f), start=1))
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
+    raise DataError(f"{manifest}: cannot read the manifest ({type(e).__name__}: {e})") from e
+  lines = [(n, [c.strip() for c in cells]) for n, cells in lines
+           if any(c.strip() for c in cells) and not cells[0].lstrip().startswith("#")]
+  columns = list(COLUMNS)
+  if lines and lines[0][1][0].lower() == "path":
+    n, header = lines.pop(0)
+    header = [h.lower() for h in header]
+    unknown = [h for h in header if h not in COLUMNS]
+    missing = [c for c in REQUIRED if c not in header]
+    if unknown or missing:
+      raise DataError(f"{manifest}: line {n}: bad header {header}: "
+                      + (f"unknown column(s) {unknown}; " if unknown else "")
+                      + (f"missing column(s) {missing}; " if missing else "")
+                      + f"columns are {','.join(COLUMNS)}")
+    columns = header
+  if not lines:
+    raise DataError(f"{manifest}: the manifest is empty (no slice rows); expected rows "
+                    f"{','.join(COLUMNS[:4])}[,side][,subject]")
+  base = os.path.dirname(os.path.abspath(manifest))
+  rows = []
+  for number, (line, cells) in enumerate(lines, start=1):
+    where = f"{manifest}: row {number} (line {line})"
+    if len(cells) > len(columns) or len(cells) < len(REQUIRED):
+      raise DataError(f"{where}: {len(cells)} fields; expected {len(REQUIRED)} to {len(columns)} "
+                      f"({','.join(columns)})")
+    field = dict(zip(columns, cells))
+    path = field["path"]
+    if not path:
+      raise DataError(f"{where}: empty path")
+    where = f"{manifest}: row {number} (line {line}, file {path})"
+    try:
+      index = int(field["slice"])
+    except ValueError:
+      raise DataError(f"{where}: slice {field['slice']!r} is not an integer") from None
+    level = _label(field["level"], conditions.LEVELS, "level", where)
+    pattern = _label(field["pattern"], conditions.PATTERNS, "pattern", where)
+    side = _label(field.get("side") or "none", conditions.SIDES, "side", where)
+    if side != "none" and pattern != "unilateral":
+      raise DataError(f"{where}: side {side!r} given for a {pattern} slice; only unilateral "
+                      "slices have a defect side (leave it empty or 'none')")
+    resolved = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+    rows.append(Row(number, line, path, resolved, index, level, pattern, side,
+                    field.get("subject") or path))
+  return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class _Read:
+  """What reading one volume gave its rows: slices per row number, or the error."""
+  slices: dict
+  messages: tuple
+  error: DataError | None = None
+  error_row: int = 0
+
+
+def _read_rows_of_volume(item: tuple[str, tuple[Row, ...]], resample: bool, manifest: str) -> _Read:
+  """Reads one volume and cuts every row's three slices out of it (runs in grain's
+  reader threads; returns errors instead of raising them, so that the first bad row
+  of the manifest is reported, whatever thread finished first)."""
+  resolved, rows = item
+  first = rows[0]
+  try:
+    volume = volumes.read_volume(resolved)
+  except DataError as e:
+    return _Read({}, (), DataError(f"{first.where(manifest)}: {_strip(str(e), resolved)}"), first.number)
+  out, messages = {}, []
+  for row in rows:
+    try:
+      raw, pixel = volumes.neighbour_slices(volume, row.slice, row.path)
+      bad = ~np.isfinite(raw)
+      if bad.any():
+        k = row.slice - 1 + int(np.flatnonzero(bad.reshape(3, -1).any(axis=1))[0])
+        raise DataError(f"slice {k} holds NaN or Inf values")
+      if (raw < 0).any():
+        k = row.slice - 1 + int(np.flatnonzero((raw < 0).reshape(3, -1).any(axis=1))[0])
+        raise DataError(f"slice {k} holds negative counts (min {raw.min():.4g}); "
+                        "counts must be >= 0")
+      empty = raw.reshape(3, -1).max(axis=1) <= 0
+      if empty.any():
+        raise DataError(f"slice {row.slice - 1 + int(np.flatnonzero(empty)[0])} is all zero")
+      img, message = volumes.to_matrix(raw, pixel, resample, row.path)
+    except DataError as e:
+      return _Read(out, tuple(messages),
+                   DataError(f"{row.where(manifest)}: {_strip(str(e), row.path)}"), row.number)
+    if message and not messages:
+      messages.append(message)
+    out[row.number] = img
+  return _Read(out, tuple(messages))
+
+
+def _strip(message: str, path: str) -> str:
+  # The row prefix already names the file; drop the reader's own "path: " prefix.
+  for p in (path, os.path.abspath(path)):
+    if message.startswith(p + ": "):
+      return message[len(p) + 2:]
+  return message
+
+
+def load_manifest(manifest: str, resample_inplane: bool = True, read_workers: int = 4,
+                  log: Callable[[str], None] = print) -> SliceDataset:
+  """Reads every slice a manifest names.
+
+  Args:
+    manifest: path of the CSV file.
+    resample_inplane: resample volumes whose matrix is not 64 x 64 (else refuse them).
+    read_workers: grain reader threads (volumes read in parallel).
+    log: where resampling notes go.
+
+  Returns:
+    SliceDataset, rows in manifest order; slices float32 [N, 3, 64, 64].
+  """
+  import grain
+
+  rows = read_rows(manifest)
+  by_volume: dict[str, list[Row]] = {}
+  for row in rows:
+    by_volume.setdefault(row.resolved, []).append(row)
+  items = [(path, tuple(rs)) for path, rs in by_volume.items()]
+  reader = (grain.MapDataset.source(items)
+            .map(lambda item: _read_rows_of_volume(item, resample_inplane, manifest))
+            .to_iter_dataset(grain.ReadOptions(num_threads=max(int(read_workers), 0),
+                                               prefetch_buffer_size=max(2 * int(read_workers), 1))))
+  results = list(reader)
+  errors = [r for r in results if r.error is not None]
+  if errors:
+    raise min(errors, key=lambda r: r.error_row).error
+  slices = {}
+  for r in results:
+    for message in r.messages:
+      log(message)
+    slices.update(r.slices)
+  return SliceDataset(
+      slices=np.stack([slices[row.number] for row in rows]),
+      level=np.array([row.level for row in rows]),
+      pattern=np.array([row.pattern for row in rows]),
+      side=np.array([row.side for row in rows]),
+      subject=np.array([row.subject for row in rows])).validate(manifest)
