@@ -1,0 +1,150 @@
+"""Where a run's slices come from: a ready npz, a user's manifest, or the cached
+simulated default set; and `--mode=simulate`'s files in the workdir."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import tempfile
+from typing import Callable
+
+import numpy as np
+
+from spect_fastgan_jax.data import contact_sheet, dataset, manifest, simulate
+from spect_fastgan_jax.data.dataset import DataError, SliceDataset
+
+Log = Callable[[str], None]
+
+
+def default_cache_dir() -> str:
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "spect_fastgan_jax")
+
+
+def simulation_key(sim) -> str:
+  """Hash of everything the simulated set depends on: its parameters, the
+  simulator's version and the nilearn release whose templates it images."""
+  try:
+    nilearn_version = importlib.metadata.version("nilearn")
+  except importlib.metadata.PackageNotFoundError:
+    nilearn_version = "unknown"
+  spec = {"simulation": sim.to_dict(), "simulator_version": simulate.SIMULATOR_VERSION,
+          "nilearn": nilearn_version}
+  text = json.dumps(spec, sort_keys=True, default=list)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def simulated_set(data_config, log: Log = print) -> SliceDataset:
+  """The simulated default set: loaded from the cache if its parameters were built
+  before, else simulated (about 10 s) and cached."""
+  sim = data_config.simulation
+  cache_dir = data_config.cache_dir or default_cache_dir()
+  key = simulation_key(sim)
+  path = os.path.join(cache_dir, f"simulated-{key}.npz")
+  plan = simulate.count_plan(sim)
+  if os.path.exists(path):
+    try:
+      ds = dataset.load(path)
+      if ds.counts() == plan:
+        log(f"loaded the simulated data set from the cache {path}")
+        return ds
+      log(f"cached set {path} does not match its parameters; rebuilding it")
+    except DataError as e:
+      log(f"cached set unreadable ({e}); rebuilding it")
+  ds = simulate.simulate(sim, log)
+  try:
+    ds.save(path)
+    _write_text_atomic(path[:-len(".npz")] + ".json",
+                       json.dumps(sim.to_dict(), sort_keys=True, indent=1, default=list))
+    log(f"cached the simulated data set as {path}")
+  except OSError as e:  # a read-only cache must not stop a run
+    log(f"could not cache the simulated data set in {cache_dir}: {e}")
+  return ds
+
+
+def build_full_set(data_config, log: Log = print) -> SliceDataset:
+  """Every slice of the configured source, all levels: `data.npz` if set, else
+  `data.manifest` if set, else the simulated default set."""
+  if data_config.npz:
+    return dataset.load(data_config.npz)
+  if data_config.manifest:
+    return manifest.load_manifest(data_config.manifest, bool(data_config.resample_inplane),
+                                  int(data_config.read_workers), log)
+  return simulated_set(data_config, log)
+
+
+def source_name(data_config) -> str:
+  """How error messages name the configured source."""
+  return data_config.npz or data_config.manifest or "simulated data set"
+
+
+def load_training_set(data_config, log: Log = print) -> SliceDataset:
+  """The slices a run trains (or evaluates) on: build_full_set restricted to
+  `data.levels`; DataError if a pattern the run conditions on has no slices."""
+  ds = build_full_set(data_config, log)
+  return dataset.select_levels(ds, data_config.levels, source_name(data_config))
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
+  try:
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def _same(a: SliceDataset, b: SliceDataset) -> bool:
+  return all(np.array_equal(getattr(a, f), getattr(b, f))
+             for f in ("slices", "level", "pattern", "side", "subject"))
+
+
+def simulate_to_workdir(data_config, workdir: str, log: Log = print) -> tuple[str, str]:
+  """`--mode=simulate`: writes workdir/dataset.npz and workdir/contact_sheet.png.
+
+  The set is build_full_set's (simulated by default, a manifest's when one is
+  configured). An existing dataset.npz with the same content is left as it is;
+  one with different content is never overwritten (a run in that workdir may have
+  trained on it): DataError. Both files are written to temporary names first and
+  renamed only when both are complete, so a failure leaves the workdir unchanged.
+
+  Returns:
+    (npz path, png path).
+  """
+  ds = build_full_set(data_config, log)
+  os.makedirs(workdir, exist_ok=True)
+  npz = os.path.join(workdir, "dataset.npz")
+  png = os.path.join(workdir, "contact_sheet.png")
+  unchanged = False
+  if os.path.exists(npz):
+    try:
+      unchanged = _same(dataset.load(npz), ds)
+    except DataError:
+      unchanged = False
+    if not unchanged:
+      raise DataError(f"{npz} already exists and holds a different data set; it is not "
+                      "overwritten (a run may have used it): remove it or choose another workdir")
+  tmp_png = tmp_npz = None
+  try:
+    fd, tmp_png = tempfile.mkstemp(prefix=".contact-", suffix=".png", dir=workdir)
+    os.close(fd)
+    contact_sheet.write_contact_sheet(ds, tmp_png)
+    if not unchanged:
+      fd, tmp_npz = tempfile.mkstemp(prefix=".dataset-", suffix=".npz", dir=workdir)
+      os.close(fd)
+      ds.save(tmp_npz)
+      os.replace(tmp_npz, npz)
+      tmp_npz = None
+    os.replace(tmp_png, png)
+    tmp_png = None
+  finally:
+    for tmp in (tmp_png, tmp_npz):
+      if tmp and os.path.exists(tmp):
+        os.unlink(tmp)
+  log(f"{'kept the identical' if unchanged else 'wrote'} {npz} ({len(ds)} slices) and wrote {png}")
+  return npz, png
