@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
 from spect_fastgan_jax import conditions
-from spect_fastgan_jax.data.dataset import SliceDataset
+from spect_fastgan_jax.data.dataset import SliceDataset, atomic_write
 
 
 def pick_examples(ds: SliceDataset, level: str, pattern: str, n: int) -> np.ndarray:
@@ -40,13 +39,12 @@ def write_contact_sheet(ds: SliceDataset, path: str | os.PathLike, per_cell: int
   # Figure without pyplot: no GUI backend and no global state.
   from matplotlib.figure import Figure
 
-  path = os.fspath(path)
   levels = [l for l in conditions.LEVELS if np.any(ds.level == l)]
   fig = Figure(figsize=(1.1 * per_cell * len(conditions.PATTERNS) + 0.6, 1.35 * len(levels) + 0.5),
                dpi=100)
   grid = fig.add_gridspec(len(levels), len(conditions.PATTERNS) * per_cell, wspace=0.04, hspace=0.25,
                           left=0.05, right=0.995, top=1 - 0.35 / (1.35 * len(levels) + 0.5),
-                          bottom=0.02)
+                          bottom=0.06)
   for r, level in enumerate(levels):
     for c, pattern in enumerate(conditions.PATTERNS):
       picked = pick_examples(ds, level, pattern, per_cell)
@@ -61,7 +59,8 @@ def write_contact_sheet(ds: SliceDataset, path: str | os.PathLike, per_cell: int
         if r == 0 and k == 0:
           ax.set_title(pattern, fontsize=10, loc="left")
         if k >= len(picked):
-          ax.set_facecolor("white")
+          # A blank image keeps the cell's aspect (and its title's height) as the others.
+          ax.imshow(np.ones((64, 64)), cmap="gray", vmin=0.0, vmax=1.0)
           if k == 0:
             ax.text(0.5, 0.5, "no slices", ha="center", va="center", fontsize=7,
                     transform=ax.transAxes)
@@ -72,16 +71,7 @@ def write_contact_sheet(ds: SliceDataset, path: str | os.PathLike, per_cell: int
                   interpolation="nearest")
         if ds.side[i] != "none":
           ax.set_xlabel(f"{ds.side[i]} defect", fontsize=6, labelpad=1)
-  fig.text(0.005, 0.995, "R", fontsize=7, va="top")
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".contact-", suffix=".png", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      fig.savefig(f, format="png")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-  return path
+  fig.text(0.995, 0.003, "radiological view: the patient's right on the image's left; "
+           "each slice scaled to its maximum", fontsize=7, ha="right", va="bottom")
+  atomic_write(path, lambda f: fig.savefig(f, format="png"), suffix=".png")
+  return os.fspath(path)

@@ -56,8 +56,9 @@ def simulated_set(data_config, log: Log = print) -> SliceDataset:
   ds = simulate.simulate(sim, log)
   try:
     ds.save(path)
-    _write_text_atomic(path[:-len(".npz")] + ".json",
-                       json.dumps(sim.to_dict(), sort_keys=True, indent=1, default=list))
+    # Beside the npz, for people browsing the cache: what the set was built from.
+    text = json.dumps(sim.to_dict(), sort_keys=True, indent=1, default=list)
+    dataset.atomic_write(path[:-len(".npz")] + ".json", lambda f: f.write(text.encode()))
     log(f"cached the simulated data set as {path}")
   except OSError as e:  # a read-only cache must not stop a run
     log(f"could not cache the simulated data set in {cache_dir}: {e}")
@@ -85,18 +86,6 @@ def load_training_set(data_config, log: Log = print) -> SliceDataset:
   `data.levels`; DataError if a pattern the run conditions on has no slices."""
   ds = build_full_set(data_config, log)
   return dataset.select_levels(ds, data_config.levels, source_name(data_config))
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
 
 
 def _same(a: SliceDataset, b: SliceDataset) -> bool:
