@@ -1,0 +1,36 @@
+"""Settings of --mode=evaluate and --mode=select, with a comment on each.
+
+modes.py reads `config.evaluate` when the run's config has that block and these
+defaults otherwise; the classifier block is part of the classifier cache key,
+so changing it trains a new classifier instead of reusing a stale one.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0                    # generated images use sample indices 0..N-1 of this seed
+  c.batch_size = 256            # generation batch; speed only, never the images
+  c.grid_columns = 4            # images per group and condition in the Fig. 4 grid
+  c.ms_ssim_pairs = 200         # random pairs per group for the mean pairwise MS-SSIM
+  c.augmentation_study = True   # evaluate: train-on-synthetic and real+synthetic classifiers
+
+  # The condition classifier: trained once per data set on real slices, cached in the workdir.
+  c.classifier = ml_collections.ConfigDict()
+  c.classifier.widths = (16, 32, 64)   # conv widths at 64, 32, 16 px (each followed by 2x pooling)
+  c.classifier.features = 64           # feature layer: Frechet / kernel distances use it
+  c.classifier.steps = 600             # Adam steps (about 15 s on 2 CPU cores)
+  c.classifier.batch_size = 32
+  c.classifier.learning_rate = 1e-3
+  c.classifier.holdout_fraction = 0.25  # share of subjects held out (never trained on)
+  c.classifier.max_shift = 2           # training shift in rows, as the GAN's augmentation
+  c.classifier.seed = 0                # split, initialisation and batches
+
+  # --mode=select's rule (docs/evaluation.md): among epochs whose generated-image
+  # condition accuracy is within `accuracy_margin` of the best scored epoch and whose
+  # diversity ratio is at least `min_diversity`, the lowest mean Frechet distance wins.
+  c.select = ml_collections.ConfigDict()
+  c.select.accuracy_margin = 0.05
+  c.select.min_diversity = 0.8
+  return c
