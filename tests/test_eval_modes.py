@@ -1,0 +1,109 @@
+"""--mode=select and --mode=evaluate end to end on a tiny trained run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import dataset_a
+from conftest import ROOT, make_tiny, toy_dataset
+from spect_fastgan_jax import modes, train
+from spect_fastgan_jax.evaluation import config as eval_config
+
+
+def _user_config(npz):
+  """What launch.py would pass: the run's config with a tiny `evaluate` block."""
+  config = make_tiny(dataset_a.get_config())
+  config.data.npz = str(npz)
+  config.evaluate = eval_config.get_config()
+  config.evaluate.classifier.widths = (4, 8, 8)
+  config.evaluate.classifier.features = 16
+  config.evaluate.classifier.steps = 20
+  config.evaluate.ms_ssim_pairs = 20
+  return config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("eval")
+  npz = tmp / "toy.npz"
+  toy_dataset(3).save(npz)
+  config = _user_config(npz)
+  workdir = str(tmp / "run")
+  train.train(config, workdir, toy_dataset(3), log=lambda m: None)
+  return config, workdir
+
+
+def test_select_scores_epochs_and_names_the_best(run):
+  config, workdir = run
+  logs = []
+  result = modes.select(config, workdir, every=1, log=logs.append)
+  assert [r["epoch"] for r in result["rows"]] == [1, 2]
+  assert result["best_epoch"] in (1, 2) and result["reason"]
+  out = os.path.join(workdir, "evaluation", "select_1-2_every1_seed0")
+  for name in ("select.json", "select.md", "select.csv", "select.png"):
+    assert os.path.getsize(os.path.join(out, name)) > 0
+  assert f"**Best epoch: {result['best_epoch']}**" in open(os.path.join(out, "select.md")).read()
+  assert any("training the condition classifier" in m for m in logs)
+  with pytest.raises(FileExistsError, match="--overwrite"):
+    modes.select(config, workdir, every=1, log=logs.append)
+  # Rerun with --overwrite: the cached classifier is reused, not retrained.
+  logs.clear()
+  modes.select(config, workdir, every=1, overwrite=True, log=logs.append)
+  assert any("loaded the condition classifier" in m for m in logs)
+  assert not any("training the condition classifier" in m for m in logs)
+
+
+def test_evaluate_writes_report_with_every_pattern_and_metric(run):
+  config, workdir = run
+  best = modes.select(config, workdir, every=1, overwrite=True, log=lambda m: None)["best_epoch"]
+  out = modes.evaluate(config, workdir, log=lambda m: None)   # epoch: select's best
+  assert os.path.basename(out) == f"epoch_{best:04d}_seed0"
+  report = json.load(open(os.path.join(out, "report.json")))
+  assert report["runs"][0]["epoch"] == best
+  for pattern in ("normal", "unilateral", "bilateral"):
+    for metric in ("mc", "sd", "lr"):
+      c = report["paper"]["per_pattern"][pattern][metric]
+      assert 0 <= c["anova_p"] <= 1 and c["n"] == {"real": 9, "run": 9}
+  assert set(report["paper"]["per_condition"]) == {f"{l}/{p}" for l in ("CER", "BG", "COR")
+                                                   for p in ("normal", "unilateral", "bilateral")}
+  scores = report["runs_scores"]["run"]
+  assert 0 <= scores["accuracy"]["overall"] <= 1 and scores["summary"]["frechet_mean"] >= 0
+  assert set(report["augmentation"]["run"]) == {"real only", "synthetic only", "real + synthetic"}
+  md = open(os.path.join(out, "report.md")).read()
+  for section in ("per pattern", "Diversity", "Condition fidelity", "Left/right balance",
+                  "Data augmentation", "fig4_images.png", "fig5_boxplots.png", "fig6_maps.png"):
+    assert section in md
+  for fig in ("fig4_images.png", "fig5_boxplots.png", "fig6_maps.png"):
+    assert os.path.getsize(os.path.join(out, fig)) > 1000
+  with pytest.raises(FileExistsError):
+    modes.evaluate(config, workdir, epoch=best, log=lambda m: None)
+
+
+def test_evaluate_side_by_side_gives_tukey_for_every_pair(run):
+  config, workdir = run
+  config.evaluate.augmentation_study = False
+  out = modes.evaluate(config, workdir, epoch=2, compare_workdir=workdir, compare_epoch=1,
+                       log=lambda m: None)
+  report = json.load(open(os.path.join(out, "report.json")))
+  assert [r["label"] for r in report["runs"]] == ["run@2", "run@1"]
+  c = report["paper"]["per_pattern"]["unilateral"]["lr"]
+  assert set(c["dunnett_p"]) == {"run@2", "run@1"}
+  assert set(c["tukey_p"]) == {"real vs run@2", "real vs run@1", "run@2 vs run@1"}
+
+
+def test_missing_epoch_is_a_user_error(run):
+  config, workdir = run
+  with pytest.raises(modes.USER_ERRORS, match="epoch 7"):
+    modes.evaluate(config, workdir, epoch=7, log=lambda m: None)
+
+
+def test_launch_reports_a_workdir_without_a_run(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  for mode in ("evaluate", "select"):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), f"--mode={mode}",
+                        f"--workdir={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and "config.json" in r.stderr and "Traceback" not in r.stderr
