@@ -16,6 +16,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0                 # one seed drives data order, augmentation, z and init
   config.num_epochs = 1000        # paper: 1000 epochs
   config.batch_size = 4           # paper: batch size 4
+  # How an epoch runs: 'scan' (one compiled lax.scan, no host work per step),
+  # 'steps' (a host loop over one jitted step) or 'auto' (scan on GPU/TPU, steps
+  # on CPU, where XLA runs loop bodies ~20x slower; see benchmarks/train_speed.py).
+  config.train_loop = "auto"
 
   config.data = data_config.get_config()
 

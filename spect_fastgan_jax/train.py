@@ -34,6 +34,8 @@ METRICS = ("d_real", "d_fake", "recon", "g")
 # Fields that must match between a run and its resumption: they change the
 # computation, so mixing them would make the result neither run's.
 _RESUME_FIELDS = ("seed", "batch_size", "data", "model", "loss", "optim", "augment")
+# Data fields that change where or how fast data is read, never what is read.
+_RESUME_FREE_FIELDS = ("data.cache_dir", "data.read_workers")
 
 
 @flax.struct.dataclass
@@ -99,6 +101,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
        "checkpoint.sampler_every_epochs", config.checkpoint.sampler_every_epochs, "must be >= 1")
   need(isinstance(config.checkpoint.keep_train_states, int) and config.checkpoint.keep_train_states >= 1,
        "checkpoint.keep_train_states", config.checkpoint.keep_train_states, "must be >= 1")
+  resolve_train_loop(config.get("train_loop", "auto"))
   conditions.check_levels(config.data.levels)
   models.from_config(config.model, conditions.condition_dim(config.data.levels))
 
@@ -210,28 +213,64 @@ def steps_per_epoch(num_slices: int, batch_size: int) -> int:
   return num_slices // batch_size
 
 
-def make_train_epoch(config, g, d, num_slices: int) -> Callable:
-  """Returns a jitted train_epoch(state, data) -> (state, metrics [steps]) that donates `state`."""
+def resolve_train_loop(kind: str, backend: str | None = None) -> str:
+  """'scan' or 'steps' for config field `train_loop` ('auto' picks by backend).
+
+  On GPU/TPU an epoch is one compiled `lax.scan`: no host round trip per step.
+  XLA:CPU runs the convolutions of a loop body far slower than the same ops in
+  a plain jitted step (about 15-25x, benchmarks/train_speed.py --train_loop), so
+  on CPU the epoch is a host loop over one jitted, donated step; data, keys and
+  the permutation still live on the device.
+  """
+  if kind not in ("auto", "scan", "steps"):
+    raise ValueError(f"config field train_loop must be 'auto', 'scan' or 'steps', got {kind!r}")
+  if kind == "auto":
+    return "steps" if (backend or jax.default_backend()) == "cpu" else "scan"
+  return kind
+
+
+def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = None) -> Callable:
+  """Returns train_epoch(state, data) -> (state, metrics [steps]) that donates `state`.
+
+  Both loop kinds draw the same batches and keys, so they train the same run.
+  """
   b = config.batch_size
   steps = steps_per_epoch(num_slices, b)
   train_step = make_train_step(config, g, d)
+  loop = resolve_train_loop(train_loop or config.get("train_loop", "auto"))
 
-  def train_epoch(state: TrainState, data: DeviceData):
+  def epoch_order(state: TrainState):
     # The permutation key depends only on the base key and the epoch number, so
     # a resumed run draws the same batches as an uninterrupted one.
     perm_key = jax.random.fold_in(jax.random.fold_in(state.key, 0x0E0C), state.epoch)
-    order = jax.random.permutation(perm_key, num_slices)[: steps * b].reshape(steps, b)
+    return jax.random.permutation(perm_key, num_slices)[: steps * b].reshape(steps, b)
 
-    def body(state, idx):
-      key = jax.random.fold_in(state.key, state.step)
-      return train_step(state, data.slices[idx], data.cond[idx], data.flip_ok[idx], key)
+  def one_step(state: TrainState, data: DeviceData, idx):
+    key = jax.random.fold_in(state.key, state.step)
+    return train_step(state, data.slices[idx], data.cond[idx], data.flip_ok[idx], key)
 
-    state, metrics = jax.lax.scan(body, state, order)
-    return state.replace(epoch=state.epoch + 1), metrics
+  if loop == "scan":
+    def train_epoch(state: TrainState, data: DeviceData):
+      state, metrics = jax.lax.scan(lambda s, idx: one_step(s, data, idx), state, epoch_order(state))
+      return state.replace(epoch=state.epoch + 1), metrics
+    # The old state is dead once the new one exists: donating it lets XLA update
+    # the parameters and optimizer moments in place.
+    return jax.jit(train_epoch, donate_argnums=0)
 
-  # The old state is dead once the new one exists: donating it lets XLA update
-  # the parameters and optimizer moments in place.
-  return jax.jit(train_epoch, donate_argnums=0)
+  order_fn = jax.jit(epoch_order)
+  step_fn = jax.jit(lambda state, data, order, i: one_step(state, data, order[i]), donate_argnums=0)
+  finish_fn = jax.jit(lambda state: state.replace(epoch=state.epoch + 1), donate_argnums=0)
+
+  def train_epoch_steps(state: TrainState, data: DeviceData):
+    order = order_fn(state)
+    collected = []
+    for i in range(steps):
+      state, m = step_fn(state, data, order, jnp.int32(i))
+      collected.append(m)
+    metrics = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *collected)
+    return finish_fn(state), metrics
+
+  return train_epoch_steps
 
 
 def device_data(ds: dataset_lib.SliceDataset, levels) -> DeviceData:
@@ -322,6 +361,11 @@ def check_resumable(saved, config) -> None:
   """Raises TrainError naming a field that differs from the run being resumed."""
   for field in _RESUME_FIELDS:
     a, b = _plain(saved.get(field)), _plain(config.get(field))
+    for free in _RESUME_FREE_FIELDS:
+      block, _, name = free.partition(".")
+      if block == field and isinstance(a, dict) and isinstance(b, dict):
+        a.pop(name, None)
+        b.pop(name, None)
     if a != b:
       if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
