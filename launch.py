@@ -1,0 +1,61 @@
+"""Command line of spect-fastgan-jax.
+
+  python launch.py --config=configs/dataset_a.py                 # train (resumes if checkpoints exist)
+  python launch.py --mode=sample --epoch=826                      # generate from a chosen epoch
+  python launch.py --mode=simulate                                # write the simulated dataset.npz
+  python launch.py --mode=select --select_every=10                # score saved epochs, name the best
+  python launch.py --mode=evaluate                                # fidelity report (epoch: select's best)
+  python launch.py --mode=evaluate --epoch=826 --compare_workdir=runs/dataset_b --compare_epoch=651
+
+Any config field can be overridden: --config.num_epochs=5 --config.data.manifest=scans.csv
+"""
+
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(_HERE, "configs", "dataset_a.py"), "Config file (configs/*.py).",
+    lock_config=True)
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "sample", "simulate", "evaluate", "select"],
+                         "What to do.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (default: runs/<config file stem>).")
+_EPOCH = flags.DEFINE_integer("epoch", None, "Epoch to sample from or evaluate (default: the newest; "
+                               "evaluate: the best of the newest --mode=select, else the newest).")
+_NUM = flags.DEFINE_integer("num_per_condition", None,
+                            "Images per condition (default: as many as the real data, Table 1).")
+_COMPARE_WORKDIR = flags.DEFINE_string("compare_workdir", None,
+                                       "evaluate: a second run shown beside the first (the paper's A vs B).")
+_COMPARE_EPOCH = flags.DEFINE_integer("compare_epoch", None, "evaluate: epoch of --compare_workdir.")
+_SELECT_EVERY = flags.DEFINE_integer("select_every", 10, "select: score every k-th saved epoch (and the last).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace earlier outputs of the same epoch and seed.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from spect_fastgan_jax import modes
+  config = _CONFIG.value
+  workdir = _WORKDIR.value or modes.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
+  try:
+    if _MODE.value == "train":
+      modes.train(config, workdir)
+    elif _MODE.value == "sample":
+      modes.sample(config, workdir, _EPOCH.value, _NUM.value, _OVERWRITE.value)
+    elif _MODE.value == "simulate":
+      modes.simulate(config, workdir)
+    elif _MODE.value == "evaluate":
+      modes.evaluate(config, workdir, _EPOCH.value, _COMPARE_WORKDIR.value, _COMPARE_EPOCH.value,
+                     _OVERWRITE.value)
+    elif _MODE.value == "select":
+      modes.select(config, workdir, _SELECT_EVERY.value, _OVERWRITE.value)
+  except modes.USER_ERRORS as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

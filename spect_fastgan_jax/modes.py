@@ -1,0 +1,154 @@
+"""What each `launch.py --mode` does, as plain functions of (config, workdir, options).
+
+Errors a user can fix (bad config value, bad input file, missing epoch) are raised
+as `UserError` subclasses with a message that names the field, file or epoch;
+launch.py prints them without a traceback and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+import ml_collections
+
+from spect_fastgan_jax import checkpoints, train as train_lib
+from spect_fastgan_jax.data.dataset import DataError
+
+# Errors that are the user's to fix: shown as one clear message, exit code 1.
+USER_ERRORS = (DataError, checkpoints.CheckpointError, train_lib.TrainError, ValueError,
+               FileExistsError, FileNotFoundError, PermissionError)
+
+
+def _log(msg: str) -> None:
+  print(msg, file=sys.stderr, flush=True)
+
+
+def default_workdir(config_path: str) -> str:
+  """runs/<config file stem>, e.g. runs/dataset_a."""
+  stem = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
+  return os.path.join("runs", stem)
+
+
+def run_config(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+  """The config a trained run was made with, with the `sample` block (and the
+  evaluation blocks) taken from `config`; the model must match its checkpoints."""
+  saved = train_lib.read_run_config(workdir)
+  if saved is None:
+    raise FileNotFoundError(f"{os.path.join(workdir, 'config.json')} not found: {workdir} holds no "
+                            "trained run (train first: python launch.py --mode=train, or pass --workdir)")
+  for block in ("sample",):
+    if block in config:
+      saved[block] = config[block]
+  return saved
+
+
+def train(config, workdir: str, log: Callable[[str], None] = _log) -> None:
+  from spect_fastgan_jax import data
+  train_lib.check_config(config)
+  ds = data.load_training_set(config.data, log=log)
+  train_lib.train(config, workdir, ds, log=log)
+
+
+def sample(config, workdir: str, epoch: int | None, num_per_condition: int | None,
+           overwrite: bool, log: Callable[[str], None] = _log) -> str:
+  from spect_fastgan_jax import sample as sample_lib
+  cfg = run_config(config, workdir)
+  if epoch is None:
+    epochs = checkpoints.sampler_epochs(workdir)
+    if not epochs:
+      raise checkpoints.CheckpointError(f"no checkpoints in {workdir}: train first")
+    epoch = epochs[-1]
+    log(f"no --epoch given: using the newest, {epoch}")
+  return sample_lib.sample_run(cfg, workdir, epoch, num_per_condition=num_per_condition,
+                               overwrite=overwrite, log=log)
+
+
+def simulate(config, workdir: str, log: Callable[[str], None] = _log):
+  from spect_fastgan_jax import data
+  return data.simulate_to_workdir(config.data, workdir, log=log)
+
+
+# --- evaluate and select (spect_fastgan_jax/evaluation, docs/evaluation.md) ---
+
+def _eval_config(config):
+  """The `evaluate` block of the given config, or the evaluation defaults."""
+  from spect_fastgan_jax.evaluation import config as eval_config
+  return config.evaluate if "evaluate" in config else eval_config.get_config()
+
+
+def _evaluation_dir(workdir: str) -> str:
+  return os.path.join(workdir, "evaluation")
+
+
+def selected_epoch(workdir: str) -> int | None:
+  """The best epoch of the newest --mode=select output in the workdir, if any."""
+  import glob
+  import json
+  found = sorted(glob.glob(os.path.join(_evaluation_dir(workdir), "select_*", "select.json")),
+                 key=os.path.getmtime)
+  if not found:
+    return None
+  with open(found[-1]) as f:
+    return json.load(f).get("best_epoch")
+
+
+def _choose_epoch(workdir: str, epoch: int | None, log, flag: str) -> int:
+  if epoch is not None:
+    return epoch
+  best = selected_epoch(workdir)
+  if best is not None:
+    log(f"no {flag} given: using {best}, the best epoch of the newest --mode=select in {workdir}")
+    return best
+  epochs = checkpoints.sampler_epochs(workdir)
+  if not epochs:
+    raise checkpoints.CheckpointError(f"no checkpoints in {workdir}: train first")
+  log(f"no {flag} given and no --mode=select output: using the newest epoch, {epochs[-1]}")
+  return epochs[-1]
+
+
+def evaluate(config, workdir: str, epoch: int | None = None, compare_workdir: str | None = None,
+             compare_epoch: int | None = None, overwrite: bool = False,
+             log: Callable[[str], None] = _log) -> str:
+  """--mode=evaluate: report of a run at an epoch (default: select's best, else the newest)
+  against its real training slices, optionally beside a second run (the paper's A vs B).
+  Writes <workdir>/evaluation/epoch_XXXX_seedS[_vs_...]/report.md; returns that folder."""
+  from spect_fastgan_jax import data
+  from spect_fastgan_jax.evaluation import report
+  cfg = run_config(config, workdir)
+  ecfg = _eval_config(config)
+  epoch = _choose_epoch(workdir, epoch, log, "--epoch")
+  label = os.path.basename(os.path.normpath(workdir))
+  runs = [report.RunSpec(label, workdir, cfg, epoch)]
+  name = f"epoch_{epoch:04d}_seed{int(ecfg.seed)}"
+  if compare_workdir:
+    other_cfg = run_config(config, compare_workdir)
+    other_epoch = _choose_epoch(compare_workdir, compare_epoch, log, "--compare_epoch")
+    other = os.path.basename(os.path.normpath(compare_workdir))
+    if other == label:
+      label, other = f"{label}@{epoch}", f"{other}@{other_epoch}"
+      runs[0].label = label
+    runs.append(report.RunSpec(other, compare_workdir, other_cfg, other_epoch))
+    name += f"_vs_{os.path.basename(os.path.normpath(compare_workdir))}_epoch_{other_epoch:04d}"
+  ds = data.load_training_set(cfg.data, log=log)
+  return report.evaluate(runs, ds, ecfg, os.path.join(_evaluation_dir(workdir), name),
+                         os.path.join(_evaluation_dir(workdir), "classifiers"), overwrite, log)
+
+
+def select(config, workdir: str, every: int = 10, overwrite: bool = False,
+           log: Callable[[str], None] = _log) -> dict:
+  """--mode=select: scores every `every`-th saved epoch (and the last), writes
+  <workdir>/evaluation/select_<first>-<last>_every<k>_seedS/ and returns its select.json dict."""
+  from spect_fastgan_jax import data
+  from spect_fastgan_jax.evaluation import select as select_lib
+  cfg = run_config(config, workdir)
+  ecfg = _eval_config(config)
+  epochs = select_lib.epochs_to_score(checkpoints.sampler_epochs(workdir), every)
+  if not epochs:
+    raise checkpoints.CheckpointError(f"no checkpoints in {workdir}: train first")
+  ds = data.load_training_set(cfg.data, log=log)
+  name = f"select_{epochs[0]}-{epochs[-1]}_every{every}_seed{int(ecfg.seed)}"
+  log(f"scoring {len(epochs)} epochs ({epochs[0]}..{epochs[-1]}, every {every})")
+  return select_lib.select(cfg, workdir, epochs, ds, ecfg, os.path.join(_evaluation_dir(workdir), name),
+                           os.path.join(_evaluation_dir(workdir), "classifiers"), overwrite, log)

@@ -1,0 +1,205 @@
+"""Sampling from a chosen epoch.
+
+A sample depends only on (checkpoint, seed, index): its latent vector and its
+noise come from `fold_in(PRNGKey(seed), index)`, and BatchNorm uses its running
+statistics, so neither the batch size nor the other images of a batch change it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from spect_fastgan_jax import checkpoints, conditions, models, provenance
+
+# Pixel size written into the NIfTI stacks: the simulated set's in-plane spacing
+# (a 64 x 64 matrix of ~4 mm pixels covers the head, as the paper's scans do).
+NIFTI_PIXEL_MM = 4.0
+
+
+def sample_keys(seed: int, index: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per-sample keys for the latent vector and the noise. index: [N] int -> ([N, 2], [N, 2])."""
+  base = jax.random.PRNGKey(seed)
+  keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(base, i)))(index)
+  return keys[:, 0], keys[:, 1]
+
+
+def make_generate_fn(g: models.Generator, z_dim: int) -> Callable:
+  """Jitted (g_vars, cond [B, C], seed, index [B]) -> images [B, 64, 64] in [0, 1]."""
+
+  @jax.jit
+  def generate(g_vars, cond, seed, index):
+    z_keys, noise_keys = sample_keys(seed, index)
+    z = jax.vmap(lambda k: jax.random.normal(k, (z_dim,)))(z_keys)
+    out = g.apply(g_vars, z, cond, noise_keys, train=False)
+    return (out[..., 0] + 1.0) / 2.0
+
+  return generate
+
+
+def generate(g, g_vars, cond: np.ndarray, seed: int, index: np.ndarray, z_dim: int,
+             batch_size: int = 256, generate_fn: Callable | None = None) -> np.ndarray:
+  """Images for rows of `cond` [N, C] with sample indices `index` [N] -> [N, 64, 64] float32 in [0, 1].
+
+  Batches are padded to `batch_size` so that one compiled program serves every call.
+  """
+  fn = generate_fn or make_generate_fn(g, z_dim)
+  n = cond.shape[0]
+  out = np.empty((n, 64, 64), np.float32)
+  for s in range(0, n, batch_size):
+    e = min(s + batch_size, n)
+    pad = batch_size - (e - s)
+    c = np.concatenate([cond[s:e], np.repeat(cond[:1], pad, 0)]) if pad else cond[s:e]
+    i = np.concatenate([index[s:e], np.zeros(pad, index.dtype)]) if pad else index[s:e]
+    out[s:e] = np.asarray(fn(g_vars, jnp.asarray(c), jnp.uint32(seed), jnp.asarray(i)))[: e - s]
+  return out
+
+
+def condition_grid(g, g_vars, config, per_condition: int = 4, seed: int = 0) -> np.ndarray:
+  """A [rows * 64, per_condition * 64] image: one row per (level, pattern) of the run."""
+  levels = conditions.check_levels(config.data.levels)
+  pairs = conditions.all_conditions(levels)
+  lv, pt = zip(*[(l, p) for l, p in pairs for _ in range(per_condition)])
+  cond = conditions.encode(levels, lv, pt)
+  imgs = generate(g, g_vars, cond, seed, np.arange(len(lv), dtype=np.int32), config.model.z_dim,
+                  batch_size=len(lv))
+  return tile(imgs, per_condition)
+
+
+def tile(images: np.ndarray, columns: int) -> np.ndarray:
+  """[N, h, w] -> one [rows * h, columns * w] image, row-major, blank-padded."""
+  n, h, w = images.shape
+  rows = -(-n // columns)
+  grid = np.zeros((rows * h, columns * w), np.float32)
+  for k in range(n):
+    r, c = divmod(k, columns)
+    grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = images[k]
+  return grid
+
+
+def save_png(image: np.ndarray, path: str, scale: int = 2) -> None:
+  """Writes a [H, W] image in [0, 1] as an 8-bit PNG (nearest-neighbour upscaled), atomically."""
+  from PIL import Image
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  arr = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+  im = Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST)
+  tmp = path + ".tmp.png"
+  im.save(tmp)
+  os.replace(tmp, path)
+
+
+def write_nifti(images: np.ndarray, path: str, pixel_mm: float = NIFTI_PIXEL_MM) -> None:
+  """Writes [N, 64, 64] images (project orientation) as one NIfTI volume [64, 64, N].
+
+  Voxel axis i runs along columns (towards the patient's left, so -x in RAS),
+  axis j along rows (towards posterior, -y), axis k over the samples.
+  """
+  import nibabel as nib
+  data = np.transpose(images, (2, 1, 0)).astype(np.float32)  # [col, row, n]
+  affine = np.diag([-pixel_mm, -pixel_mm, pixel_mm, 1.0])
+  affine[:3, 3] = [pixel_mm * 31.5, pixel_mm * 31.5, 0.0]
+  nib.save(nib.Nifti1Image(data, affine), path)
+
+
+def generator_shapes(g: models.Generator, config) -> dict:
+  """Shapes and dtypes of G's variables (no computation): the restore target."""
+  c = conditions.condition_dim(config.data.levels)
+  k = jax.random.PRNGKey(0)
+  return jax.eval_shape(lambda: g.init({"params": k}, jnp.zeros((1, config.model.z_dim)),
+                                       jnp.zeros((1, c)), jax.random.split(k, 1), train=False))
+
+
+def default_counts(run_record: dict | None, levels: Sequence[str]) -> dict[tuple[str, str], int]:
+  """Images per condition: the run's training counts if recorded, else the paper's Table 1."""
+  counts = (run_record or {}).get("data_counts")
+  if counts:
+    got = {tuple(k.split("/")): int(v) for k, v in counts.items()}
+  else:
+    got = dict(conditions.TABLE1_COUNTS)
+  return {c: got.get(c, 0) for c in conditions.all_conditions(levels) if got.get(c, 0) > 0}
+
+
+def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | None = None,
+               seed: int | None = None, overwrite: bool = False,
+               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> str:
+  """Generates images from the sampler checkpoint of `epoch` and writes them under
+  `<workdir>/samples/epoch_XXXX_seedS/`: samples.npz, one NIfTI stack per
+  condition, grid.png and info.json. Returns the output folder.
+
+  An existing output folder is refused unless `overwrite`; the new outputs are
+  written into a temporary folder that replaces the old one only when complete.
+  """
+  seed = int(config.sample.seed if seed is None else seed)
+  levels = conditions.check_levels(config.data.levels)
+  run_record = _read_record(workdir)
+  if num_per_condition is None and config.sample.num_per_condition >= 0:
+    num_per_condition = int(config.sample.num_per_condition)
+  if num_per_condition is not None and num_per_condition < 1:
+    raise ValueError(f"num_per_condition must be >= 1, got {num_per_condition}")
+  counts = default_counts(run_record, levels)
+  if num_per_condition is not None:
+    counts = {c: num_per_condition for c in counts}
+
+  g, _ = models.from_config(config.model, conditions.condition_dim(levels))
+  g_vars = checkpoints.restore_sampler(workdir, epoch, generator_shapes(g, config))
+
+  out_dir = os.path.join(workdir, "samples", f"epoch_{epoch:04d}_seed{seed}")
+  if os.path.exists(out_dir) and not overwrite:
+    raise FileExistsError(f"{out_dir} exists; pass --overwrite to replace it, or choose another seed "
+                          "(--config.sample.seed)")
+
+  lv = np.array([l for (l, p), k in counts.items() for _ in range(k)])
+  pt = np.array([p for (l, p), k in counts.items() for _ in range(k)])
+  cond = conditions.encode(levels, lv, pt)
+  index = np.arange(len(lv), dtype=np.int32)
+  log(f"sampling {len(lv)} images from epoch {epoch} (seed {seed}): "
+      + ", ".join(f"{l} {p} {k}" for (l, p), k in counts.items()))
+  images = generate(g, g_vars, cond, seed, index, config.model.z_dim,
+                    batch_size=min(int(config.sample.batch_size), max(len(lv), 1)))
+
+  parent = os.path.dirname(out_dir)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+  try:
+    np.savez(os.path.join(tmp, "samples.npz"), images=images, level=lv, pattern=pt,
+             condition=cond, seed=np.int64(seed), index=index, epoch=np.int64(epoch))
+    for l, p in counts:
+      sel = (lv == l) & (pt == p)
+      write_nifti(images[sel], os.path.join(tmp, f"{l}_{p}.nii.gz"))
+    grid_cols = 8
+    rows = [tile(images[(lv == l) & (pt == p)][:grid_cols], grid_cols) for l, p in counts]
+    save_png(np.concatenate(rows, axis=0), os.path.join(tmp, "grid.png"))
+    with open(os.path.join(tmp, "info.json"), "w") as f:
+      json.dump({"epoch": epoch, "seed": seed, "workdir": os.path.abspath(workdir),
+                 "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
+                 "grid_rows": [f"{l}/{p}" for l, p in counts],
+                 "config": json.loads(config.to_json()),
+                 "provenance": provenance.describe()}, f, indent=2)
+    if os.path.exists(out_dir):
+      old = out_dir + ".old"
+      os.replace(out_dir, old)
+      os.replace(tmp, out_dir)
+      shutil.rmtree(old)
+    else:
+      os.replace(tmp, out_dir)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  log(f"wrote {out_dir}")
+  return out_dir
+
+
+def _read_record(workdir: str) -> dict | None:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
