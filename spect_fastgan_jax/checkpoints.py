@@ -78,6 +78,19 @@ class RunCheckpoints:
       raise CheckpointError(f"cannot restore the training state of epoch {epoch} from "
                             f"{checkpoint_dir(self.workdir, 'train')}: {type(e).__name__}: {e}") from e
 
+  def restore_latest(self, like: PyTree, log=lambda msg: None) -> tuple[int | None, PyTree]:
+    """The newest training state that restores, as (epoch, state); (None, like) if none.
+
+    A damaged newest state (a file truncated or deleted by hand) is reported and
+    skipped, so training resumes from the newest intact one.
+    """
+    for epoch in sorted(self._train.all_steps(), reverse=True):
+      try:
+        return epoch, self.restore_train(epoch, like)
+      except CheckpointError as e:
+        log(f"warning: skipping a damaged checkpoint: {e}")
+    return None, like
+
   def wait(self) -> None:
     self._train.wait_until_finished()
     self._sampler.wait_until_finished()

@@ -416,10 +416,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
   # --- State: fresh or resumed. ---
   ckpt = checkpoints.RunCheckpoints(workdir, config.checkpoint.keep_train_states)
   try:
-    state = create_train_state(config, g, d)
-    last = ckpt.latest_train_epoch()
+    last, state = ckpt.restore_latest(create_train_state(config, g, d), log)
     if last is not None:
-      state = ckpt.restore_train(last, state)
       _truncate_metrics(workdir, last)
       if last >= config.num_epochs:
         log(f"run in {workdir} is finished: epoch {last} of {config.num_epochs} is saved; "
