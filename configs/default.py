@@ -16,6 +16,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0                 # one seed drives data order, augmentation, z and init
   config.num_epochs = 1000        # paper: 1000 epochs
   config.batch_size = 4           # paper: batch size 4
+  # Devices each batch is split over (data parallel); -1: as many visible devices
+  # as divide batch_size evenly.
+  config.num_devices = -1
+  # Seeds trained side by side in one program (seed, seed+1, ...), each a complete
+  # run in <workdir>/seed_<s>; 1: one run in <workdir> itself.
+  config.num_seeds = 1
   # How an epoch runs: 'scan' (one compiled lax.scan, no host work per step),
   # 'steps' (a host loop over one jitted step) or 'auto' (scan on GPU/TPU, steps
   # on CPU, where XLA runs loop bodies ~20x slower; see benchmarks/train_speed.py).

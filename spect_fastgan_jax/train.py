@@ -102,6 +102,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   need(isinstance(config.checkpoint.keep_train_states, int) and config.checkpoint.keep_train_states >= 1,
        "checkpoint.keep_train_states", config.checkpoint.keep_train_states, "must be >= 1")
   resolve_train_loop(config.get("train_loop", "auto"))
+  need(isinstance(config.num_seeds, int) and config.num_seeds >= 1, "num_seeds", config.num_seeds,
+       "must be a whole number >= 1")
+  need(isinstance(config.num_devices, int) and (config.num_devices == -1 or config.num_devices >= 1),
+       "num_devices", config.num_devices, "must be -1 (all devices that fit) or >= 1")
   conditions.check_levels(config.data.levels)
   models.from_config(config.model, conditions.condition_dim(config.data.levels))
 
@@ -229,15 +233,54 @@ def resolve_train_loop(kind: str, backend: str | None = None) -> str:
   return kind
 
 
-def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = None) -> Callable:
+def make_mesh(num_devices: int, batch_size: int, log: Callable[[str], None] = lambda m: None):
+  """A 1-D device mesh with axis 'data' over which each batch is split.
+
+  num_devices: config field `num_devices`; -1 takes the most visible devices
+  that divide the batch (and says so if that is fewer than are visible).
+  """
+  devices = jax.devices()
+  if num_devices == -1:
+    n = max(k for k in range(1, len(devices) + 1) if batch_size % k == 0)
+    if n < len(devices):
+      log(f"using {n} of {len(devices)} devices: batch_size {batch_size} splits evenly over {n}")
+  else:
+    n = num_devices
+    if not isinstance(n, int) or n < 1:
+      raise ValueError(f"config field num_devices must be -1 (all that fit) or >= 1, got {num_devices!r}")
+    if n > len(devices):
+      raise ValueError(f"config field num_devices is {n} but only {len(devices)} device(s) are visible")
+    if batch_size % n:
+      raise ValueError(f"config field batch_size ({batch_size}) must split evenly over "
+                       f"num_devices ({n}) devices")
+  return jax.sharding.Mesh(np.array(devices[:n]), ("data",))
+
+
+def replicate(tree, mesh):
+  """Puts every array of `tree` whole on every device of `mesh`."""
+  return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+
+def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = None,
+                     mesh=None, num_seeds: int = 1) -> Callable:
   """Returns train_epoch(state, data) -> (state, metrics [steps]) that donates `state`.
 
   Both loop kinds draw the same batches and keys, so they train the same run.
+  With a `mesh` of several devices each batch is split over its 'data' axis (the
+  state and data are replicated; XLA adds the gradient all-reduce). With
+  `num_seeds` > 1 the state has a leading seed axis and the seeds train side by
+  side in one program (vmap), each with its own key, batches and weights;
+  metrics are then [steps, num_seeds].
   """
   b = config.batch_size
   steps = steps_per_epoch(num_slices, b)
   train_step = make_train_step(config, g, d)
   loop = resolve_train_loop(train_loop or config.get("train_loop", "auto"))
+  if mesh is not None and mesh.size > 1:
+    batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    split = lambda x: jax.lax.with_sharding_constraint(x, batch_sharding)
+  else:
+    split = lambda x: x
 
   def epoch_order(state: TrainState):
     # The permutation key depends only on the base key and the epoch number, so
@@ -247,7 +290,14 @@ def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = Non
 
   def one_step(state: TrainState, data: DeviceData, idx):
     key = jax.random.fold_in(state.key, state.step)
-    return train_step(state, data.slices[idx], data.cond[idx], data.flip_ok[idx], key)
+    return train_step(state, split(data.slices[idx]), split(data.cond[idx]),
+                      split(data.flip_ok[idx]), key)
+
+  if num_seeds > 1:
+    one_seed_order, one_seed_step = epoch_order, one_step
+    # [seeds, steps, b] -> [steps, seeds, b]: the loops below run over steps.
+    epoch_order = lambda state: jnp.swapaxes(jax.vmap(one_seed_order)(state), 0, 1)
+    one_step = jax.vmap(one_seed_step, in_axes=(0, None, 0))
 
   if loop == "scan":
     def train_epoch(state: TrainState, data: DeviceData):
@@ -389,76 +439,147 @@ def _truncate_metrics(workdir: str, last_epoch: int) -> None:
   os.replace(tmp, path)
 
 
+def seed_runs(config, workdir: str) -> list[tuple[ml_collections.ConfigDict, str]]:
+  """(config, workdir) of each seed a run trains.
+
+  One seed trains in `workdir` itself. With config field `num_seeds` = S > 1, seeds
+  seed .. seed+S-1 train side by side, each a complete run of its own (config,
+  checkpoints, logs) in `<workdir>/seed_<seed>`, so sampling and evaluation take
+  any of them as an ordinary workdir.
+  """
+  if config.num_seeds == 1:
+    return [(config, workdir)]
+  runs = []
+  for i in range(config.num_seeds):
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.seed = config.seed + i
+    c.num_seeds = 1
+    runs.append((c, os.path.join(workdir, f"seed_{c.seed}")))
+  return runs
+
+
+def _stack(trees):
+  return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _unstack(tree, i):
+  return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.SliceDataset,
           log: Callable[[str], None] = _stderr) -> TrainState:
   """Trains (or resumes) a run in `workdir` and returns the final state.
 
   A workdir with training checkpoints resumes from the newest; a finished run
   says so and returns. The checkpoint of every epoch is written before the
-  function returns.
+  function returns. With `num_seeds` > 1 the returned state has a leading seed axis.
   """
-  # --- Config and data. ---
+  # --- Config, devices and data. ---
   check_config(config)
   levels = conditions.check_levels(config.data.levels)
   if len(dataset) < config.batch_size:
     raise ValueError(f"config field batch_size ({config.batch_size}) is larger than the data set "
                      f"({len(dataset)} slices)")
-  os.makedirs(workdir, exist_ok=True)
-  saved = read_run_config(workdir)
-  if saved is not None:
-    check_resumable(saved, config)
+  mesh = make_mesh(config.num_devices, config.batch_size, log)
+  runs = seed_runs(config, workdir)
+  from spect_fastgan_jax import preflight  # the reliability checks (docs/reliability.md)
+  for c, w in runs:
+    # Creates w and proves it writable before the compile, so an unwritable or full
+    # workdir stops here with one line and nothing written.
+    preflight.check_writable(w)
+    saved = read_run_config(w)
+    if saved is not None:
+      check_resumable(saved, c)
 
   g, d = models.from_config(config.model, conditions.condition_dim(levels))
-  data = device_data(dataset, levels)
+  data = replicate(device_data(dataset, levels), mesh)
   n = len(dataset)
   steps = steps_per_epoch(n, config.batch_size)
+  num_seeds = len(runs)
 
   # --- State: fresh or resumed. ---
-  ckpt = checkpoints.RunCheckpoints(workdir, config.checkpoint.keep_train_states)
+  ckpts = [checkpoints.RunCheckpoints(w, config.checkpoint.keep_train_states) for _, w in runs]
   try:
-    last, state = ckpt.restore_latest(create_train_state(config, g, d), log)
+    fresh = [create_train_state(c, g, d) for c, _ in runs]
+    for _, w in runs:  # room for a training state and a sampler checkpoint (smaller)
+      preflight.check_free_space(w, 2 * preflight.tree_bytes(fresh[0]), "the first checkpoints")
+    restored = [ck.restore_latest(f, log) for ck, f in zip(ckpts, fresh)]
+    lasts = [e for e, _ in restored]
+    states = [st for _, st in restored]
+    if len(set(lasts)) > 1:
+      # Seeds train in one program, so they must stand at the same epoch.
+      if None in lasts:
+        log("warning: some seeds have no checkpoint; all seeds start from epoch 0")
+        lasts, states = [None] * num_seeds, fresh
+      else:
+        common = min(lasts)
+        log(f"seeds stand at epochs {lasts}; all resume from epoch {common}")
+        states = [ck.restore_train(common, f) for ck, f in zip(ckpts, fresh)]
+        lasts = [common] * num_seeds
+    last = lasts[0]
     if last is not None:
-      _truncate_metrics(workdir, last)
+      every = config.checkpoint.sampler_every_epochs
+      for (c, w), ck, st in zip(runs, ckpts, states):
+        # The two saves of an epoch finish in either order: a run killed between them
+        # has this training state without its sampler checkpoint; write it now.
+        if (last % every == 0 or last == config.num_epochs) and not ck.has_sampler(last):
+          log(f"writing the missing sampler checkpoint of epoch {last} in {w}")
+          ck.save(last, None, sampler_variables(st, c, g))
+      for _, w in runs:
+        _truncate_metrics(w, last)
       if last >= config.num_epochs:
         log(f"run in {workdir} is finished: epoch {last} of {config.num_epochs} is saved; "
             "nothing to do (raise --config.num_epochs to train on)")
-        return state
-      log(f"resuming {workdir} from epoch {last} (step {int(state.step)})")
-    write_run_config(workdir, config, dataset)
-    first_epoch = int(state.epoch) + 1
+        return states[0] if num_seeds == 1 else _stack(states)
+      log(f"resuming {workdir} from epoch {last} (step {int(states[0].step)})")
+    for c, w in runs:
+      write_run_config(w, c, dataset)
+    state = replicate(states[0] if num_seeds == 1 else _stack(states), mesh)
+    first_epoch = (last or 0) + 1
 
     log(f"training on {n} slices ({', '.join(levels)}), condition {conditions.condition_names(levels)}, "
-        f"{steps} steps of batch {config.batch_size} per epoch, epochs {first_epoch}..{config.num_epochs}")
-    train_epoch = make_train_epoch(config, g, d, n)
-    rl = runlog.RunLog(workdir, config.log.tensorboard)
+        f"{steps} steps of batch {config.batch_size} per epoch, epochs {first_epoch}..{config.num_epochs}"
+        + (f", {num_seeds} seeds" if num_seeds > 1 else "")
+        + (f", batch split over {mesh.size} devices" if mesh.size > 1 else ""))
+    train_epoch = make_train_epoch(config, g, d, n, mesh=mesh, num_seeds=num_seeds)
+    logs = [runlog.RunLog(w, config.log.tensorboard) for _, w in runs]
     progress = _progress(config, first_epoch)
     try:
       for epoch in range(first_epoch, config.num_epochs + 1):
         t0 = time.perf_counter()
         state, metrics = train_epoch(state, data)
-        metrics = {k: float(v) for k, v in jax.device_get(jax.tree_util.tree_map(jnp.mean, metrics)).items()}
-        if not all(math.isfinite(v) for v in metrics.values()):
-          raise TrainError(
-              f"non-finite loss in epoch {epoch} ({', '.join(f'{k}={v}' for k, v in metrics.items())}); "
-              f"the run stopped. The last good checkpoint is epoch {epoch - 1}; try a lower "
-              "learning rate (config fields optim.lr_g, optim.lr_d)")
-        sampler = None
-        if epoch % config.checkpoint.sampler_every_epochs == 0 or epoch == config.num_epochs:
-          sampler = sampler_variables(state, config, g)
-        ckpt.save(epoch, state, sampler)
-        metrics["epoch_seconds"] = time.perf_counter() - t0
-        rl.write(epoch, metrics)
-        if config.log.sample_every_epochs and (epoch % config.log.sample_every_epochs == 0
-                                               or epoch == config.num_epochs):
-          _log_grid(rl, workdir, epoch, sampler or sampler_variables(state, config, g), g, config)
-        progress.update(epoch, metrics)
+        means = jax.device_get(jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), metrics))
+        per_seed = [{k: float(v if num_seeds == 1 else v[i]) for k, v in means.items()}
+                    for i in range(num_seeds)]
+        for (c, _), m in zip(runs, per_seed):
+          if not all(math.isfinite(v) for v in m.values()):
+            raise TrainError(
+                f"non-finite loss in epoch {epoch} (seed {c.seed}: "
+                f"{', '.join(f'{k}={v}' for k, v in m.items())}); the run stopped. The last good "
+                f"checkpoint is epoch {epoch - 1}; try a lower learning rate (config fields "
+                "optim.lr_g, optim.lr_d)")
+        seconds = time.perf_counter() - t0
+        for i, ((c, w), ck, rl, m) in enumerate(zip(runs, ckpts, logs, per_seed)):
+          st = state if num_seeds == 1 else _unstack(state, i)
+          sampler = None
+          if epoch % config.checkpoint.sampler_every_epochs == 0 or epoch == config.num_epochs:
+            sampler = sampler_variables(st, c, g)
+          ck.save(epoch, st, sampler)
+          m["epoch_seconds"] = seconds
+          rl.write(epoch, m)
+          if config.log.sample_every_epochs and (epoch % config.log.sample_every_epochs == 0
+                                                 or epoch == config.num_epochs):
+            _log_grid(rl, w, epoch, sampler or sampler_variables(st, c, g), g, c)
+        progress.update(epoch, per_seed[0])
     finally:
       progress.close()
-      rl.close()
+      for rl in logs:
+        rl.close()
     return state
   finally:
     # Async saves must land before the process may exit.
-    ckpt.close()
+    for ck in ckpts:
+      ck.close()
 
 
 def _log_grid(rl, workdir, epoch, g_vars, g, config) -> None:
