@@ -16,7 +16,11 @@ a GPU restores on a CPU.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import logging
 import os
+import sys
 from typing import Any
 
 import jax
@@ -36,6 +40,43 @@ def _abstract(tree: PyTree) -> PyTree:
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
+def _reason(e: BaseException, limit: int = 240) -> str:
+  """One line on why a checkpoint failed: the innermost cause's first line.
+
+  TensorStore errors carry the whole store spec (dozens of lines) in their text;
+  the first line says what went wrong.
+  """
+  while e.__cause__ is not None:
+    e = e.__cause__
+  text = (str(e).strip().splitlines() or [""])[0]
+  if len(text) > limit:
+    text = text[:limit] + "..."
+  return f"{type(e).__name__}: {text}"
+
+
+@contextlib.contextmanager
+def _quiet_failed_reads():
+  """Keeps the reader's leftovers of a failed restore off stderr.
+
+  When one array of a damaged checkpoint fails, orbax abandons the reads of the
+  others; their coroutines then die with "Exception ignored in ..." tracebacks,
+  one per array, printed at garbage collection ("Exception ignored in ...",
+  asyncio's "exception was never retrieved"). The restore's own error says it
+  all, so those are dropped.
+  """
+  hook = sys.unraisablehook
+  asyncio_log = logging.getLogger("asyncio")
+  was_disabled = asyncio_log.disabled
+  sys.unraisablehook = lambda unraisable: None
+  asyncio_log.disabled = True
+  try:
+    yield
+  finally:
+    gc.collect()
+    sys.unraisablehook = hook
+    asyncio_log.disabled = was_disabled
+
+
 def checkpoint_dir(workdir: str, kind: str) -> str:
   return os.path.join(os.path.abspath(workdir), "checkpoints", kind)
 
@@ -47,36 +88,88 @@ def _manager(workdir: str, kind: str, max_to_keep: int | None, read_only: bool =
   if read_only and not os.path.isdir(directory):
     return None
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, create=not read_only, enable_async_checkpointing=not read_only)
+      max_to_keep=max_to_keep, create=not read_only, enable_async_checkpointing=not read_only,
+      # A run killed mid-write leaves `<epoch>.orbax-checkpoint-tmp` folders; they are
+      # never restored from, only waste disk, so a writing manager removes them.
+      cleanup_tmp_directories=not read_only)
   return ocp.CheckpointManager(directory, options=options)
 
 
 class RunCheckpoints:
-  """Saves and restores both kinds of checkpoint of one workdir."""
+  """Saves and restores both kinds of checkpoint of one workdir.
+
+  Crash safety: every save goes to a temporary folder that orbax renames to
+  `<epoch>` only when complete, so a listed epoch is a complete one. The sampler
+  and training checkpoints of an epoch are two saves that finish in either order;
+  a run killed between them has the training state of epoch k without its
+  sampler checkpoint (`has_sampler`), which the resuming run writes again, or the
+  other way round, which the resuming run replaces when it re-trains epoch k.
+  """
 
   def __init__(self, workdir: str, keep_train_states: int = 3):
     if keep_train_states < 1:
       raise ValueError(f"config field checkpoint.keep_train_states must be >= 1, got {keep_train_states}")
     self.workdir = workdir
-    self._train = _manager(workdir, "train", keep_train_states)
-    self._sampler = _manager(workdir, "sampler", None)
+    try:
+      self._train = _manager(workdir, "train", keep_train_states)
+      self._sampler = _manager(workdir, "sampler", None)
+    except OSError as e:
+      raise CheckpointError(f"cannot open the checkpoint folders in {os.path.abspath(workdir)}: "
+                            f"{type(e).__name__}: {e}") from e
+
+  def _write_error(self, what: str, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"writing {what} in {checkpoint_dir(self.workdir, '')} failed ({_reason(e)}); "
+        "the checkpoints written before are kept: fix the cause and run the same command "
+        "again to resume from the newest complete one")
 
   def save(self, epoch: int, train_state: PyTree | None, sampler_vars: PyTree | None) -> None:
-    """Starts asynchronous saves of epoch `epoch`; `wait()` or `close()` waits for them."""
-    if sampler_vars is not None:
-      self._sampler.save(epoch, args=ocp.args.StandardSave(sampler_vars))
-    if train_state is not None:
-      self._train.save(epoch, args=ocp.args.StandardSave(train_state))
+    """Starts asynchronous saves of epoch `epoch`; `wait()` or `close()` waits for them.
+
+    Refuses (CheckpointError, nothing of this epoch written) when the disk lacks
+    room for both checkpoints uncompressed. An epoch that already has a
+    checkpoint has it replaced: that happens only when a resumed run re-trains an
+    epoch past the state it restored from, and the new one belongs to the run
+    that goes on (on the same platform it is the same, bit for bit; a damaged one
+    is healed).
+    """
+    from spect_fastgan_jax import preflight  # preflight imports this module
+    items = [(m, tree) for m, tree in ((self._sampler, sampler_vars), (self._train, train_state))
+             if tree is not None]
+    need = sum(preflight.tree_bytes(tree) for _, tree in items)
+    preflight.check_free_space(checkpoint_dir(self.workdir, ""), need,
+                               f"the checkpoints of epoch {epoch}")
+    for m, tree in items:
+      try:
+        # Orbax waits for the previous save itself; waiting first here makes its
+        # error (a disk that filled up meanwhile) surface as ours.
+        m.wait_until_finished()
+        if epoch in m.all_steps():
+          m.delete(epoch)
+        # force: orbax skips a step older than its newest one, which a resumed
+        # run re-training epochs past a damaged state must be able to write.
+        m.save(epoch, args=ocp.args.StandardSave(tree), force=True)
+      except Exception as e:
+        raise self._write_error(f"the checkpoint of epoch {epoch}", e) from e
+
+  def train_epochs(self) -> list[int]:
+    """Epochs that have a (complete, perhaps damaged) training state, ascending."""
+    return sorted(self._train.all_steps())
 
   def latest_train_epoch(self) -> int | None:
-    return self._train.latest_step()
+    epochs = self.train_epochs()
+    return epochs[-1] if epochs else None
+
+  def has_sampler(self, epoch: int) -> bool:
+    return epoch in self._sampler.all_steps()
 
   def restore_train(self, epoch: int, like: PyTree) -> PyTree:
     try:
-      return self._train.restore(epoch, args=ocp.args.StandardRestore(_abstract(like)))
+      with _quiet_failed_reads():
+        return self._train.restore(epoch, args=ocp.args.StandardRestore(_abstract(like)))
     except Exception as e:
-      raise CheckpointError(f"cannot restore the training state of epoch {epoch} from "
-                            f"{checkpoint_dir(self.workdir, 'train')}: {type(e).__name__}: {e}") from e
+      raise CheckpointError(f"the training state of epoch {epoch} in {checkpoint_dir(self.workdir, 'train')} "
+                            f"cannot be read ({_reason(e)}): a file is missing or damaged") from e
 
   def restore_latest(self, like: PyTree, log=lambda msg: None) -> tuple[int | None, PyTree]:
     """The newest training state that restores, as (epoch, state); (None, like) if none.
@@ -84,7 +177,7 @@ class RunCheckpoints:
     A damaged newest state (a file truncated or deleted by hand) is reported and
     skipped, so training resumes from the newest intact one.
     """
-    for epoch in sorted(self._train.all_steps(), reverse=True):
+    for epoch in reversed(self.train_epochs()):
       try:
         return epoch, self.restore_train(epoch, like)
       except CheckpointError as e:
@@ -92,12 +185,18 @@ class RunCheckpoints:
     return None, like
 
   def wait(self) -> None:
-    self._train.wait_until_finished()
-    self._sampler.wait_until_finished()
+    try:
+      self._train.wait_until_finished()
+      self._sampler.wait_until_finished()
+    except Exception as e:
+      raise self._write_error("a checkpoint", e) from e
 
   def close(self) -> None:
-    self._train.close()
-    self._sampler.close()
+    try:
+      self._train.close()
+      self._sampler.close()
+    except Exception as e:
+      raise self._write_error("a checkpoint", e) from e
 
 
 def sampler_epochs(workdir: str) -> list[int]:
@@ -122,10 +221,14 @@ def restore_sampler(workdir: str, epoch: int, like: PyTree) -> PyTree:
                           f"epochs that exist: {_ranges(epochs)}")
   m = _manager(workdir, "sampler", None, read_only=True)
   try:
-    return m.restore(epoch, args=ocp.args.StandardRestore(_abstract(like)))
+    with _quiet_failed_reads():
+      return m.restore(epoch, args=ocp.args.StandardRestore(_abstract(like)))
   except Exception as e:
+    others = [k for k in epochs if k != epoch]
     raise CheckpointError(f"the checkpoint of epoch {epoch} in {checkpoint_dir(workdir, 'sampler')} "
-                          f"cannot be read ({type(e).__name__}: {e})") from e
+                          f"cannot be read ({_reason(e)}): a file is missing or damaged; choose "
+                          f"another epoch (--epoch)"
+                          + (f", epochs that exist: {_ranges(others)}" if others else "")) from e
   finally:
     m.close()
 

@@ -1,0 +1,102 @@
+"""Checks run before a mode writes anything: can the workdir take the files?
+
+A run that finds out at its first checkpoint that the disk is full or the
+folder read-only has wasted its compile time; one that finds out half-way
+through a write may leave junk next to good checkpoints. These checks fail
+early with one line naming the folder and what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from spect_fastgan_jax.checkpoints import CheckpointError
+
+# Space kept free beyond what a write needs: logs, metadata, file-system slack,
+# and whatever else shares the disk while the run goes on.
+HEADROOM_BYTES = 16 << 20
+
+
+class PreflightError(CheckpointError):
+  """The workdir cannot take the run's files; the message names the folder and why."""
+
+
+def tree_bytes(tree: Any) -> int:
+  """Bytes of the arrays of a pytree (what an uncompressed checkpoint of it holds)."""
+  import jax
+  # shape x itemsize also covers abstract leaves (ShapeDtypeStruct), which hold no data.
+  return int(sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+                 for x in jax.tree_util.tree_leaves(tree)))
+
+
+def _existing_parent(path: str) -> str:
+  """The nearest folder of `path` that exists (where disk usage can be asked)."""
+  path = os.path.abspath(path)
+  while not os.path.exists(path):
+    parent = os.path.dirname(path)
+    if parent == path:
+      break
+    path = parent
+  return path
+
+
+def free_bytes(path: str) -> int:
+  return shutil.disk_usage(_existing_parent(path)).free
+
+
+def _mb(n: int) -> str:
+  return f"{n / 2**20:.1f} MB"
+
+
+def check_free_space(path: str, need_bytes: int, what: str) -> None:
+  """Raises PreflightError unless the disk of `path` has `need_bytes` plus headroom free."""
+  free = free_bytes(path)
+  if free < need_bytes + HEADROOM_BYTES:
+    raise PreflightError(
+        f"not enough free disk space for {what} in {os.path.abspath(path)}: {_mb(free)} free, "
+        f"about {_mb(need_bytes + HEADROOM_BYTES)} needed; nothing was written. Free some "
+        "space (or use another --workdir) and run the same command again")
+
+
+def check_writable(path: str) -> None:
+  """Creates `path` if needed and proves it writable with a probe file (removed again).
+
+  A probe rather than os.access: root ignores permission bits, and a read-only
+  mount or a full disk only shows when a file is actually written.
+  """
+  path = os.path.abspath(path)
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise PreflightError(f"cannot create the workdir {path}: {e.strerror or e}") from e
+  if not os.path.isdir(path):
+    raise PreflightError(f"the workdir {path} is not a folder")
+  try:
+    fd, probe = tempfile.mkstemp(prefix=".preflight-", dir=path)
+  except OSError as e:
+    raise PreflightError(f"the workdir {path} is not writable ({e.strerror or e}); nothing was "
+                         "written: fix its permissions or use another --workdir") from e
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(b"\0" * 4096)
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:
+    raise PreflightError(f"cannot write to the workdir {path} ({e.strerror or e}); nothing else "
+                         "was written: free some space or use another --workdir") from e
+  finally:
+    try:
+      os.unlink(probe)
+    except OSError:
+      pass
+
+
+def check_workdir(path: str, need_bytes: int = 0, what: str = "the run's files") -> None:
+  """check_writable, then check_free_space for `need_bytes`."""
+  check_writable(path)
+  check_free_space(path, need_bytes, what)
