@@ -43,6 +43,8 @@ def main():
   p.add_argument("--steps", type=int, default=40)
   p.add_argument("--json", default="")
   p.add_argument("--train_loop", default="auto", choices=["auto", "scan", "steps"])
+  p.add_argument("--num_seeds", type=int, default=1, help="seeds trained side by side (vmap)")
+  p.add_argument("--dtype", default="", help="override config.model.dtype (float32 | bfloat16)")
   args = p.parse_args()
 
   import importlib.util
@@ -52,6 +54,8 @@ def main():
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
   config = mod.get_config()
+  if args.dtype:
+    config.model.dtype = args.dtype
   levels = conditions.check_levels(config.data.levels)
   b = config.batch_size
   n = args.steps * b
@@ -64,12 +68,19 @@ def main():
   state = train.create_train_state(config, g, d)
   data = train.device_data(ds, levels)
   loop = train.resolve_train_loop(args.train_loop)
-  epoch_fn = train.make_train_epoch(config, g, d, n, train_loop=loop)
+  epoch_fn = train.make_train_epoch(config, g, d, n, train_loop=loop, num_seeds=args.num_seeds)
+  single_state = state
+  if args.num_seeds > 1:
+    seeds = []
+    for i in range(args.num_seeds):
+      config.seed = i
+      seeds.append(train.create_train_state(config, g, d))
+    state = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *seeds)
 
   # FLOPs of one step, from XLA's cost analysis of the jitted step alone.
   step = jax.jit(train.make_train_step(config, g, d))
   idx = jnp.arange(b)
-  cost = step.lower(state, data.slices[idx], data.cond[idx], data.flip_ok[idx],
+  cost = step.lower(single_state, data.slices[idx], data.cond[idx], data.flip_ok[idx],
                     jax.random.PRNGKey(0)).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops_per_step = float(cost.get("flops", float("nan"))) if cost else float("nan")
@@ -89,13 +100,14 @@ def main():
   steps_per_epoch = 938 // b if len(levels) == 3 else 290 // b
   out = {
       "config": args.config, "device": str(jax.devices()[0]), "backend": jax.default_backend(),
-      "train_loop": loop, "batch_size": b, "compile_and_first_epoch_s": round(compile_s, 2),
+      "train_loop": loop, "batch_size": b, "num_seeds": args.num_seeds, "dtype": config.model.dtype,
+      "compile_and_first_epoch_s": round(compile_s, 2),
       "steps_per_s_median": round(steps_s, 3), "steps_per_s_runs": [round(r, 3) for r in rates],
-      "images_per_s": round(steps_s * b, 2),
+      "images_per_s": round(steps_s * b * args.num_seeds, 2),
       "gflop_per_step": round(flops_per_step / 1e9, 2),
-      "achieved_gflop_s": round(steps_s * flops_per_step / 1e9, 1),
+      "achieved_gflop_s": round(steps_s * args.num_seeds * flops_per_step / 1e9, 1),
       "matmul_ceiling_gflop_s": round(ceiling / 1e9, 1),
-      "fraction_of_ceiling": round(steps_s * flops_per_step / ceiling, 3),
+      "fraction_of_ceiling": round(steps_s * args.num_seeds * flops_per_step / ceiling, 3),
       "projected_1000_epochs_h": round(1000 * steps_per_epoch / steps_s / 3600, 2),
   }
   print(json.dumps(out, indent=2))

@@ -105,3 +105,25 @@ def test_bad_scale_fields_are_named(tiny_config_a):
   tiny_config_a.num_devices = 0
   with pytest.raises(ValueError, match="num_devices"):
     train.check_config(tiny_config_a)
+
+
+def test_bfloat16_compute_trains_with_float32_weights(tiny_config_a, toy_a):
+  import jax.numpy as jnp
+  config = tiny_config_a
+  config.model.dtype = "bfloat16"
+  g, d = models.from_config(config.model, 6)
+  state = train.create_train_state(config, g, d)
+  data = train.device_data(toy_a, config.data.levels)
+  step = jax.jit(train.make_train_step(config, g, d))
+  idx = jnp.arange(config.batch_size)
+  history = []
+  for i in range(15):
+    state, m = step(state, data.slices[idx], data.cond[idx], data.flip_ok[idx], jax.random.PRNGKey(i))
+    history.append({k: float(v) for k, v in m.items()})
+  assert all(np.isfinite(v) for h in history for v in h.values())
+  assert {x.dtype for x in jax.tree_util.tree_leaves(state.g_params)} == {jnp.dtype("float32")}
+  assert history[-1]["recon"] < history[0]["recon"]
+  out = g.apply({"params": state.g_params, "batch_stats": state.g_stats},
+                jnp.zeros((2, config.model.z_dim)), data.cond[:2], jax.random.split(jax.random.PRNGKey(0), 2),
+                train=False)
+  assert out.dtype == jnp.float32
