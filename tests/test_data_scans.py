@@ -333,6 +333,7 @@ def test_pattern_the_run_needs_but_manifest_lacks(scans):
 
 def test_npz_takes_precedence_and_round_trips(scans, tmp_path):
   cfg = data_config.get_config()
+  cfg.levels = ("COR",)  # the manifest's only level (a missing level is refused)
   cfg.manifest = write_manifest(scans, "a.nii.gz,4,COR,normal\nb.dcm,4,COR,bilateral\n"
                                        "a.nii.gz,5,COR,unilateral,right\n")
   ds = source.build_full_set(cfg, log=lambda s: None)

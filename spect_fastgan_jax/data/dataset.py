@@ -140,6 +140,13 @@ def select_levels(ds: SliceDataset, levels: Sequence[str], source: str = "data s
   out = ds.subset(np.isin(ds.level, levels))
   if len(out) == 0:
     raise DataError(f"{source}: no slices at level(s) {list(levels)} (config field data.levels)")
+  # The condition vector has one entry per level of the run; a level without slices
+  # would be a condition the generator never sees and still offers to sample.
+  absent = [l for l in levels if not np.any(out.level == l)]
+  if absent:
+    raise DataError(f"{source}: no slices at level(s) {absent}, which config field data.levels "
+                    f"{list(levels)} conditions on; give slices of every level or set "
+                    "data.levels to the levels the data has (dataset 'B' is COR only)")
   missing = [p for p in conditions.PATTERNS if not np.any(out.pattern == p)]
   if missing:
     raise DataError(f"{source}: pattern(s) {missing} have no slices at level(s) {list(levels)}; "
