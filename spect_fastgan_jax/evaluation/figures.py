@@ -110,7 +110,12 @@ def metrics_vs_epoch(rows: list[dict], best: int | None, path: str,
   fig, axes = plt.subplots(len(columns), 1, sharex=True, squeeze=False,
                            figsize=(6.5, 1.7 * len(columns)))
   for ax, (col, label) in zip(axes[:, 0], columns):
-    ax.plot(epochs, [r.get(col, np.nan) for r in rows], marker="o", ms=3)
+    values = np.array([r.get(col, np.nan) for r in rows], np.float64)
+    if col.endswith("_p"):
+      # P-values span hundreds of decades; scipy returns 0 below ~1e-300.
+      values = np.maximum(values, 1e-300)
+      ax.set_yscale("log")
+    ax.plot(epochs, values, marker="o", ms=3)
     ax.set_ylabel(label, fontsize=8)
     if best is not None:
       ax.axvline(best, color="tab:red", lw=1, ls="--")
