@@ -8,6 +8,7 @@ between the paper's datasets. Override any field on the command line:
 import ml_collections
 
 from configs import data as data_config
+from spect_fastgan_jax.evaluation import config as evaluate_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -74,4 +75,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample.seed = 0
   config.sample.num_per_condition = -1   # -1: as many per condition as the real data has (Table 1)
   config.sample.batch_size = 256         # affects speed only, never the images
+
+  # --- Evaluation and epoch selection (--mode=evaluate, --mode=select); each field is
+  # commented in spect_fastgan_jax/evaluation/config.py. ---
+  config.evaluate = evaluate_config.get_config()
   return config

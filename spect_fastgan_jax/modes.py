@@ -38,7 +38,7 @@ def run_config(config: ml_collections.ConfigDict, workdir: str) -> ml_collection
   if saved is None:
     raise FileNotFoundError(f"{os.path.join(workdir, 'config.json')} not found: {workdir} holds no "
                             "trained run (train first: python launch.py --mode=train, or pass --workdir)")
-  for block in ("sample",):
+  for block in ("sample", "evaluate"):
     if block in config:
       saved[block] = config[block]
   return saved
