@@ -31,12 +31,18 @@ _COMPARE_WORKDIR = flags.DEFINE_string("compare_workdir", None,
                                        "evaluate: a second run shown beside the first (the paper's A vs B).")
 _COMPARE_EPOCH = flags.DEFINE_integer("compare_epoch", None, "evaluate: epoch of --compare_workdir.")
 _SELECT_EVERY = flags.DEFINE_integer("select_every", 10, "select: score every k-th saved epoch (and the last).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Multi-host: join the cluster with jax.distributed.initialize() (it reads the "
+    "coordinator from the environment, e.g. SLURM or a TPU pod) before anything else.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace earlier outputs of the same epoch and seed.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _DISTRIBUTED.value:
+    import jax
+    jax.distributed.initialize()
   from spect_fastgan_jax import modes
   config = _CONFIG.value
   workdir = _WORKDIR.value or modes.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
