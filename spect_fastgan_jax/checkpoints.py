@@ -2,8 +2,9 @@
 
 Two kinds, each in its own folder under `<workdir>/checkpoints/`:
   sampler/<epoch>/  what sampling needs: generator weights and their BatchNorm /
-                    spectral-norm statistics. One per epoch, never deleted, so any
-                    epoch can be chosen after training (the paper chose 826).
+                    spectral-norm statistics. One per epoch, never deleted (an epoch
+                    a resumed run trains again replaces its own), so any epoch can
+                    be chosen after training (the paper chose 826).
   train/<epoch>/    the whole training state (both networks, both Adam states,
                     statistics, step, key data) for resuming; the last few are kept.
 
@@ -11,7 +12,8 @@ Epochs are numbered from 1: the checkpoint of epoch k is the state after k full
 epochs. Orbax writes each checkpoint to a temporary folder and renames it when
 complete, so a run killed mid-write never leaves a checkpoint that looks whole.
 Restores build their target on the current devices, so a checkpoint written on
-a GPU restores on a CPU.
+a GPU restores on a CPU. What survives kills, damage and full disks:
+docs/reliability.md.
 """
 
 from __future__ import annotations
