@@ -41,5 +41,15 @@ def read(workdir: str) -> list[dict]:
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return []
+  records = []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      if not line.strip():
+        continue
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        # A run killed mid-append leaves a partial last line: that epoch has no
+        # checkpoint either, and resuming drops it.
+        continue
+  return records

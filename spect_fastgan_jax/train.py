@@ -73,14 +73,18 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   def need(ok, field, value, what):
     if not ok:
       raise ValueError(f"config field {field} {what}, got {value!r}")
-  need(isinstance(config.batch_size, int) and config.batch_size >= 1, "batch_size",
+  def whole(v):  # True/False are ints in Python, never a sensible count here
+    return isinstance(v, int) and not isinstance(v, bool)
+  need(whole(config.batch_size) and config.batch_size >= 1, "batch_size",
        config.batch_size, "must be a whole number >= 1")
-  need(isinstance(config.num_epochs, int) and config.num_epochs >= 1, "num_epochs",
+  need(whole(config.num_epochs) and config.num_epochs >= 1, "num_epochs",
        config.num_epochs, "must be a whole number >= 1")
-  need(isinstance(config.model.z_dim, int) and config.model.z_dim >= 1, "model.z_dim",
+  need(whole(config.model.z_dim) and config.model.z_dim >= 1, "model.z_dim",
        config.model.z_dim, "must be >= 1")
-  need(isinstance(config.model.embed_dim, int) and config.model.embed_dim >= 1, "model.embed_dim",
+  need(whole(config.model.embed_dim) and config.model.embed_dim >= 1, "model.embed_dim",
        config.model.embed_dim, "must be >= 1")
+  need(whole(config.model.d_out_channels) and config.model.d_out_channels >= 1, "model.d_out_channels",
+       config.model.d_out_channels, "must be a whole number >= 1")
   for f in ("lr_g", "lr_d"):
     v = config.optim[f]
     need(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f"optim.{f}", v,
@@ -102,7 +106,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   need(isinstance(config.checkpoint.keep_train_states, int) and config.checkpoint.keep_train_states >= 1,
        "checkpoint.keep_train_states", config.checkpoint.keep_train_states, "must be >= 1")
   resolve_train_loop(config.get("train_loop", "auto"))
-  need(isinstance(config.num_seeds, int) and config.num_seeds >= 1, "num_seeds", config.num_seeds,
+  need(whole(config.num_seeds) and config.num_seeds >= 1, "num_seeds", config.num_seeds,
        "must be a whole number >= 1")
   need(isinstance(config.num_devices, int) and (config.num_devices == -1 or config.num_devices >= 1),
        "num_devices", config.num_devices, "must be -1 (all devices that fit) or >= 1")
@@ -384,6 +388,11 @@ def write_run_config(workdir: str, config, dataset: dataset_lib.SliceDataset | N
   if dataset is not None:
     record["data_counts"] = {f"{l}/{p}": k for (l, p), k in dataset.counts().items() if k}
   path = os.path.join(workdir, "config.json")
+  if os.path.exists(path):
+    # A resumed run keeps what produced each earlier part of it.
+    with open(path) as f:
+      old = json.load(f)
+    record["earlier_provenance"] = old.get("earlier_provenance", []) + [old.get("provenance")]
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(record, f, indent=2)

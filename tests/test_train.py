@@ -100,6 +100,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, tiny_config_a, toy_
   said = []
   resumed = train.train(config, str(tmp_path / "split"), toy_a, log=said.append)
   assert any("resuming" in s and "epoch 1" in s for s in said)
+  record = json.load(open(tmp_path / "split" / "config.json"))
+  assert len(record["earlier_provenance"]) == 1 and "git_commit" in record["earlier_provenance"][0]
   assert int(resumed.step) == int(whole.step)
   assert _trees_equal(resumed, whole)  # bit-exact on the same platform
 
@@ -129,6 +131,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
 
 
 @pytest.mark.parametrize("field, value", [("batch_size", 0), ("num_epochs", 0), ("optim.lr_g", -1.0),
+                                          ("batch_size", True), ("model.d_out_channels", 0),
                                           ("augment.max_shift", 40), ("loss.recon_distance", "huber"),
                                           ("optim.ema_decay", 1.5)])
 def test_bad_config_values_are_named(tiny_config_a, field, value):
@@ -180,3 +183,8 @@ def test_scan_and_step_loops_train_the_same_run(tiny_config_a, toy_a):
   assert int(out["scan"][0].step) == int(out["steps"][0].step) == len(toy_a) // config.batch_size
   for a, b in zip(jax.tree_util.tree_leaves(out["scan"]), jax.tree_util.tree_leaves(out["steps"])):
     np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-4, atol=1e-5)
+
+
+def test_a_partial_last_log_line_from_a_kill_is_dropped(tmp_path):
+  (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "g": 0.5}\n{"epoch": 2, "g"')
+  assert runlog.read(str(tmp_path)) == [{"epoch": 1, "g": 0.5}]
