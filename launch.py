@@ -11,9 +11,10 @@ Any config field can be overridden: --config.num_epochs=5 --config.data.manifest
 """
 
 import os
+import signal
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,6 +41,8 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace earlier outputs of t
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # Checkpointing libraries log every save at INFO; keep the terminal for what matters.
+  logging.set_verbosity(logging.WARNING)
   if _DISTRIBUTED.value:
     import jax
     jax.distributed.initialize()
@@ -48,7 +51,10 @@ def main(argv):
   workdir = _WORKDIR.value or modes.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   try:
     if _MODE.value == "train":
-      modes.train(config, workdir)
+      stop = _StopAfterEpoch()
+      modes.train(config, workdir, should_stop=stop)
+      if stop.requested:
+        sys.exit(130)
     elif _MODE.value == "sample":
       modes.sample(config, workdir, _EPOCH.value, _NUM.value, _OVERWRITE.value)
     elif _MODE.value == "simulate":
@@ -61,6 +67,28 @@ def main(argv):
   except modes.USER_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
+  except KeyboardInterrupt:
+    print("\ninterrupted: checkpoints already complete are kept; rerun the same command to resume",
+          file=sys.stderr)
+    sys.exit(130)
+
+
+class _StopAfterEpoch:
+  """Ctrl-C once: finish the current epoch and its checkpoint, then stop. Twice: stop now."""
+
+  def __init__(self):
+    self.requested = False
+    signal.signal(signal.SIGINT, self._on_sigint)
+
+  def _on_sigint(self, signum, frame):
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = True
+    print("\nCtrl-C: stopping after the current epoch and its checkpoint (Ctrl-C again to stop now)",
+          file=sys.stderr, flush=True)
+
+  def __call__(self) -> bool:
+    return self.requested
 
 
 if __name__ == "__main__":

@@ -44,11 +44,12 @@ def run_config(config: ml_collections.ConfigDict, workdir: str) -> ml_collection
   return saved
 
 
-def train(config, workdir: str, log: Callable[[str], None] = _log) -> None:
+def train(config, workdir: str, log: Callable[[str], None] = _log,
+          should_stop: Callable[[], bool] = lambda: False) -> None:
   from spect_fastgan_jax import data
   train_lib.check_config(config)
   ds = data.load_training_set(config.data, log=log)
-  train_lib.train(config, workdir, ds, log=log)
+  train_lib.train(config, workdir, ds, log=log, should_stop=should_stop)
 
 
 def sample(config, workdir: str, epoch: int | None, num_per_condition: int | None,

@@ -292,34 +292,39 @@ def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = Non
     perm_key = jax.random.fold_in(jax.random.fold_in(state.key, 0x0E0C), state.epoch)
     return jax.random.permutation(perm_key, num_slices)[: steps * b].reshape(steps, b)
 
-  def one_step(state: TrainState, data: DeviceData, idx):
+  def gather(data: DeviceData, idx):
+    return data.slices[idx], data.cond[idx], data.flip_ok[idx]
+
+  def step_on_batch(state: TrainState, real3, cond, flip_ok):
     key = jax.random.fold_in(state.key, state.step)
-    return train_step(state, split(data.slices[idx]), split(data.cond[idx]),
-                      split(data.flip_ok[idx]), key)
+    return train_step(state, split(real3), split(cond), split(flip_ok), key)
 
   if num_seeds > 1:
-    one_seed_order, one_seed_step = epoch_order, one_step
+    one_seed_order = epoch_order
     # [seeds, steps, b] -> [steps, seeds, b]: the loops below run over steps.
     epoch_order = lambda state: jnp.swapaxes(jax.vmap(one_seed_order)(state), 0, 1)
-    one_step = jax.vmap(one_seed_step, in_axes=(0, None, 0))
+    step_on_batch = jax.vmap(step_on_batch)
 
   if loop == "scan":
     def train_epoch(state: TrainState, data: DeviceData):
-      state, metrics = jax.lax.scan(lambda s, idx: one_step(s, data, idx), state, epoch_order(state))
+      state, metrics = jax.lax.scan(lambda s, idx: step_on_batch(s, *gather(data, idx)), state,
+                                    epoch_order(state))
       return state.replace(epoch=state.epoch + 1), metrics
     # The old state is dead once the new one exists: donating it lets XLA update
     # the parameters and optimizer moments in place.
     return jax.jit(train_epoch, donate_argnums=0)
 
+  # The step sees only its batch, so one compiled step serves data sets of any size.
   order_fn = jax.jit(epoch_order)
-  step_fn = jax.jit(lambda state, data, order, i: one_step(state, data, order[i]), donate_argnums=0)
+  gather_fn = jax.jit(lambda data, order, i: gather(data, order[i]))
+  step_fn = jax.jit(step_on_batch, donate_argnums=0)
   finish_fn = jax.jit(lambda state: state.replace(epoch=state.epoch + 1), donate_argnums=0)
 
   def train_epoch_steps(state: TrainState, data: DeviceData):
     order = order_fn(state)
     collected = []
     for i in range(steps):
-      state, m = step_fn(state, data, order, jnp.int32(i))
+      state, m = step_fn(state, *gather_fn(data, order, jnp.int32(i)))
       collected.append(m)
     metrics = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *collected)
     return finish_fn(state), metrics
@@ -476,12 +481,15 @@ def _unstack(tree, i):
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.SliceDataset,
-          log: Callable[[str], None] = _stderr) -> TrainState:
+          log: Callable[[str], None] = _stderr,
+          should_stop: Callable[[], bool] = lambda: False) -> TrainState:
   """Trains (or resumes) a run in `workdir` and returns the final state.
 
   A workdir with training checkpoints resumes from the newest; a finished run
   says so and returns. The checkpoint of every epoch is written before the
   function returns. With `num_seeds` > 1 the returned state has a leading seed axis.
+  `should_stop` is asked after each epoch's checkpoint (launch.py sets it on
+  Ctrl-C): a True ends the run there, to be resumed later.
   """
   # --- Config, devices and data. ---
   check_config(config)
@@ -551,6 +559,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
         + (f", {num_seeds} seeds" if num_seeds > 1 else "")
         + (f", batch split over {mesh.size} devices" if mesh.size > 1 else ""))
     train_epoch = make_train_epoch(config, g, d, n, mesh=mesh, num_seeds=num_seeds)
+    log("compiling the training step (about a minute on a CPU) ...")
     logs = [runlog.RunLog(w, config.log.tensorboard) for _, w in runs]
     progress = _progress(config, first_epoch)
     try:
@@ -580,6 +589,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
                                                  or epoch == config.num_epochs):
             _log_grid(rl, w, epoch, sampler or sampler_variables(st, c, g), g, c)
         progress.update(epoch, per_seed[0])
+        if should_stop() and epoch < config.num_epochs:
+          log(f"\nstopped after epoch {epoch}, whose checkpoint is saved; rerun the same command "
+              "to resume")
+          break
     finally:
       progress.close()
       for rl in logs:

@@ -89,3 +89,29 @@ def test_bad_config_value_gets_a_clear_error(tmp_path):
   assert r.returncode == 1
   assert "batch_size" in r.stderr and "Traceback" not in r.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_stops_after_a_complete_epoch_and_the_run_resumes(tmp_path):
+  import signal
+  import time
+  npz = tmp_path / "toy.npz"
+  toy_dataset().save(npz)
+  workdir = tmp_path / "run"
+  args = ["--config=configs/dataset_a.py", f"--workdir={workdir}", f"--config.data.npz={npz}",
+          "--config.num_epochs=500", *TINY, "--config.log.sample_every_epochs=0"]
+  proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "launch.py"), *args], cwd=ROOT,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"), stderr=subprocess.PIPE, text=True)
+  metrics = workdir / "metrics.jsonl"
+  deadline = time.time() + 300
+  while time.time() < deadline and not (metrics.exists() and metrics.read_text().strip()):
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 130, err[-2000:]
+  assert "stopped after epoch" in err and "Traceback" not in err
+  epochs = [json.loads(l)["epoch"] for l in metrics.read_text().splitlines()]
+  saved = sorted(int(e) for e in os.listdir(workdir / "checkpoints" / "sampler"))
+  assert saved == epochs and epochs[-1] < 500
+  r = _launch(*args[:3], "--config.num_epochs=" + str(epochs[-1] + 1), *args[4:])
+  assert r.returncode == 0, r.stderr
+  assert f"resuming {workdir} from epoch {epochs[-1]}" in r.stderr
