@@ -168,6 +168,7 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   parent = os.path.dirname(out_dir)
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+  os.chmod(tmp, 0o755)  # mkdtemp makes it private; outputs are for sharing like the rest of the run
   try:
     np.savez(os.path.join(tmp, "samples.npz"), images=images, level=lv, pattern=pt,
              condition=cond, seed=np.int64(seed), index=index, epoch=np.int64(epoch))

@@ -128,6 +128,12 @@ def load(path: str | os.PathLike) -> SliceDataset:
                         side=z["side"], subject=z["subject"])
   except DataError:
     raise
+  except ValueError as e:
+    if "pickled" not in str(e):
+      raise DataError(f"{path}: cannot read the data set ({e})") from e
+    # Never loaded unsafely: a dataset.npz holds plain arrays only.
+    raise DataError(f"{path}: not a dataset.npz of plain arrays (it holds Python objects, or is not "
+                    "an npz archive at all)") from e
   except Exception as e:  # zipfile, pickle and value errors of a corrupt file
     raise DataError(f"{path}: cannot read the data set ({type(e).__name__}: {e})") from e
   return ds.validate(path)
