@@ -36,7 +36,7 @@ def test_four_devices_train_the_same_run_as_one(tmp_path):
       from configs import dataset_a
       from spect_fastgan_jax import train
       assert len(jax.devices()) == 4
-      ds = conftest.toy_dataset()
+      ds = conftest.toy_dataset(1)  # 9 slices: two steps of batch 4
       out = {{}}
       for n in (1, 4):
         cfg = conftest.make_tiny(dataset_a.get_config())
@@ -117,7 +117,7 @@ def test_bfloat16_compute_trains_with_float32_weights(tiny_config_a, toy_a):
   step = jax.jit(train.make_train_step(config, g, d))
   idx = jnp.arange(config.batch_size)
   history = []
-  for i in range(6):  # bfloat16 convolutions are emulated on CPU, hence slow: few steps
+  for i in range(4):  # bfloat16 convolutions are emulated on CPU, hence slow: few steps
     state, m = step(state, data.slices[idx], data.cond[idx], data.flip_ok[idx], jax.random.PRNGKey(i))
     history.append({k: float(v) for k, v in m.items()})
   assert all(np.isfinite(v) for h in history for v in h.values())
