@@ -9,7 +9,6 @@ asynchronous write goes on beside training) and the time until it is on disk.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -17,7 +16,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (puts the repository on sys.path)
 
 import jax
 
@@ -32,10 +32,7 @@ def main():
   p.add_argument("--repeats", type=int, default=5)
   args = p.parse_args()
   from spect_fastgan_jax import checkpoints, conditions, models, train
-  spec = importlib.util.spec_from_file_location("cfg", args.config)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  config = mod.get_config()
+  config = common.load_config(args.config)
   g, d = models.from_config(config.model, conditions.condition_dim(config.data.levels))
   state = train.create_train_state(config, g, d)
   # A trained state has no zero Adam moments, which would compress to nothing:

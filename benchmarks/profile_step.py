@@ -9,14 +9,14 @@ a fake batch; augmentation; and the whole step. Medians of `--repeats` timings o
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (puts the repository on sys.path)
 
 import jax
 import jax.numpy as jnp
@@ -41,10 +41,7 @@ def main():
   p.add_argument("--repeats", type=int, default=7)
   args = p.parse_args()
   from spect_fastgan_jax import augment, conditions, models, train
-  spec = importlib.util.spec_from_file_location("cfg", args.config)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  config = mod.get_config()
+  config = common.load_config(args.config)
   c = conditions.condition_dim(config.data.levels)
   g, d = models.from_config(config.model, c)
   state = train.create_train_state(config, g, d)

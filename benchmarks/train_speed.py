@@ -15,7 +15,8 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (puts the repository on sys.path)
 
 import jax
 import jax.numpy as jnp
@@ -47,13 +48,9 @@ def main():
   p.add_argument("--dtype", default="", help="override config.model.dtype (float32 | bfloat16)")
   args = p.parse_args()
 
-  import importlib.util
   from spect_fastgan_jax import conditions, models, train
   from spect_fastgan_jax.data.dataset import SliceDataset
-  spec = importlib.util.spec_from_file_location("cfg", args.config)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  config = mod.get_config()
+  config = common.load_config(args.config)
   if args.dtype:
     config.model.dtype = args.dtype
   levels = conditions.check_levels(config.data.levels)

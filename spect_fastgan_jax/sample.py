@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spect_fastgan_jax import checkpoints, conditions, models, provenance
+from spect_fastgan_jax import checkpoints, conditions, models, outputs, provenance
 
 # Pixel size written into the NIfTI stacks: the simulated set's in-plane spacing
 # (a 64 x 64 matrix of ~4 mm pixels covers the head, as the paper's scans do).
@@ -152,9 +150,8 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   g_vars = checkpoints.restore_sampler(workdir, epoch, generator_shapes(g, config))
 
   out_dir = os.path.join(workdir, "samples", f"epoch_{epoch:04d}_seed{seed}")
-  if os.path.exists(out_dir) and not overwrite:
-    raise FileExistsError(f"{out_dir} exists; pass --overwrite to replace it, or choose another seed "
-                          "(--config.sample.seed)")
+  hint = ", or choose another seed (--config.sample.seed)"
+  outputs.refuse_existing(out_dir, overwrite, hint)  # before any work is spent
 
   lv = np.array([l for (l, p), k in counts.items() for _ in range(k)])
   pt = np.array([p for (l, p), k in counts.items() for _ in range(k)])
@@ -165,11 +162,7 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   images = generate(g, g_vars, cond, seed, index, config.model.z_dim,
                     batch_size=min(int(config.sample.batch_size), max(len(lv), 1)))
 
-  parent = os.path.dirname(out_dir)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-  os.chmod(tmp, 0o755)  # mkdtemp makes it private; outputs are for sharing like the rest of the run
-  try:
+  with outputs.new_folder(out_dir, overwrite, hint) as tmp:
     np.savez(os.path.join(tmp, "samples.npz"), images=images, level=lv, pattern=pt,
              condition=cond, seed=np.int64(seed), index=index, epoch=np.int64(epoch))
     for l, p in counts:
@@ -184,16 +177,6 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
                  "grid_rows": [f"{l}/{p}" for l, p in counts],
                  "config": json.loads(config.to_json()),
                  "provenance": provenance.describe()}, f, indent=2)
-    if os.path.exists(out_dir):
-      old = out_dir + ".old"
-      os.replace(out_dir, old)
-      os.replace(tmp, out_dir)
-      shutil.rmtree(old)
-    else:
-      os.replace(tmp, out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   log(f"wrote {out_dir}")
   return out_dir
 
