@@ -75,7 +75,9 @@ def main():
       "D forward+backward, real batch": timed(jax.grad(d_real), dv["params"], repeats=args.repeats),
       "D forward, fake batch": timed(d_fake, dv["params"], repeats=args.repeats),
       "augmentation": timed(lambda k: augment.augment(k, real3, jnp.ones(b, bool)), key, repeats=args.repeats),
-      "whole train step": timed(lambda s, k: step(s, real3, y, jnp.ones(b, bool), k)[1], state, key,
+      # The new state must be returned: with the metrics alone XLA drops the
+      # gradients and updates as dead code.
+      "whole train step": timed(lambda s, k: step(s, real3, y, jnp.ones(b, bool), k), state, key,
                                 repeats=args.repeats),
   }
   print(json.dumps({"config": args.config, "backend": jax.default_backend(), "ms": parts}, indent=2))
