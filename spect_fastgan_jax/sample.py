@@ -137,7 +137,8 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   """
   seed = int(config.sample.seed if seed is None else seed)
   levels = conditions.check_levels(config.data.levels)
-  run_record = _read_record(workdir)
+  from spect_fastgan_jax import train as train_lib  # late: train imports this module's helpers lazily too
+  run_record = train_lib.read_run_record(workdir)
   if num_per_condition is None and config.sample.num_per_condition >= 0:
     num_per_condition = int(config.sample.num_per_condition)
   if num_per_condition is not None and num_per_condition < 1:
@@ -180,10 +181,3 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   log(f"wrote {out_dir}")
   return out_dir
 
-
-def _read_record(workdir: str) -> dict | None:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)

@@ -1,10 +1,12 @@
-"""Training: one jitted step updates both networks; one compiled call runs an epoch.
+"""Training: one jitted step updates both networks; an epoch runs on device-resident data.
 
 The paper's steps (i)-(vi) are one `train_step`: G makes a batch, D sees the
 augmented real batch (with both self-supervision decoders) and the fake batch,
 and both Adam states are updated from gradients of the current parameters.
-`train_epoch` runs all steps of an epoch as one `lax.scan` over device-resident
-data with a fresh permutation each epoch, so the host is not involved per step.
+An epoch draws a fresh permutation on device and runs its steps either as one
+compiled `lax.scan` (GPU/TPU: no host round trip per step) or as a host loop over
+the jitted step (CPU, where XLA runs loop bodies far slower; see
+`resolve_train_loop`).
 """
 
 from __future__ import annotations
@@ -368,11 +370,11 @@ def recompute_batch_stats(g, params, stats, config, key, batches: int = 50, batc
     y = conds[jax.random.randint(k_c, (batch,), 0, conds.shape[0])]
     _, upd = g.apply({"params": params, "batch_stats": s}, z, y, jax.random.split(k_n, batch),
                      train=True, mutable=["batch_stats"])
-    new = upd["batch_stats"]
     # Keep the spectral-norm vectors of the checkpoint: only BatchNorm is refitted.
+    old = flax.traverse_util.flatten_dict(s)
     new = flax.traverse_util.unflatten_dict({
-        p: (v if p[-1] in ("mean", "var") else flax.traverse_util.flatten_dict(s)[p])
-        for p, v in flax.traverse_util.flatten_dict(new).items()})
+        p: (v if p[-1] in ("mean", "var") else old[p])
+        for p, v in flax.traverse_util.flatten_dict(upd["batch_stats"]).items()})
     return new, None
 
   out, _ = jax.lax.scan(body, stats, jax.random.split(key, batches))
@@ -392,24 +394,27 @@ def write_run_config(workdir: str, config, dataset: dataset_lib.SliceDataset | N
   record = {"config": json.loads(config.to_json()), "provenance": provenance.describe()}
   if dataset is not None:
     record["data_counts"] = {f"{l}/{p}": k for (l, p), k in dataset.counts().items() if k}
-  path = os.path.join(workdir, "config.json")
-  if os.path.exists(path):
+  old = read_run_record(workdir)
+  if old is not None:
     # A resumed run keeps what produced each earlier part of it.
-    with open(path) as f:
-      old = json.load(f)
     record["earlier_provenance"] = old.get("earlier_provenance", []) + [old.get("provenance")]
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(record, f, indent=2)
-  os.replace(tmp, path)
+  text = json.dumps(record, indent=2).encode()
+  dataset_lib.atomic_write(os.path.join(workdir, "config.json"), lambda f: f.write(text))
 
 
-def read_run_config(workdir: str) -> ml_collections.ConfigDict | None:
+def read_run_record(workdir: str) -> dict | None:
+  """<workdir>/config.json as written by `write_run_config`; None if the workdir has no run."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f)["config"])
+    return json.load(f)
+
+
+def read_run_config(workdir: str) -> ml_collections.ConfigDict | None:
+  """The config a run in `workdir` was trained with; None if there is none."""
+  record = read_run_record(workdir)
+  return None if record is None else ml_collections.ConfigDict(record["config"])
 
 
 def _plain(x):
@@ -446,11 +451,8 @@ def _truncate_metrics(workdir: str, last_epoch: int) -> None:
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return
-  kept = [r for r in runlog.read(workdir) if r["epoch"] <= last_epoch]
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in kept)
-  os.replace(tmp, path)
+  text = "".join(json.dumps(r) + "\n" for r in runlog.read(workdir) if r["epoch"] <= last_epoch)
+  dataset_lib.atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def seed_runs(config, workdir: str) -> list[tuple[ml_collections.ConfigDict, str]]:
