@@ -1,16 +1,20 @@
-"""Training speed of the default config: compile time, steps/s, images/s, FLOPs.
+"""Training speed of the default config: compile time, steps/s, images/s, FLOPs, sampling, memory.
 
   python benchmarks/train_speed.py [--config=configs/dataset_a.py] [--repeats=5] [--steps=40]
 
 Runs one compiled epoch program (lax.scan over `--steps` steps) `--repeats` times
 after a warm-up and reports the median. Also measures a float32 matmul through
-XLA on the same device as a ceiling for achievable FLOP/s. Uses random data of
-the Table 1 size so that it needs no data set on disk.
+XLA on the same device as a ceiling for achievable FLOP/s, the sampler's images/s
+(eval-mode generator, `--sample_batch` images per call) and peak host and device
+memory. FLOPs are given as compiled and as the network is written (every
+convolution a convolution; config.model.conv_impl="xla"), the fixed reference for
+comparing lowerings. Uses random data so that it needs no data set on disk.
 """
 
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -20,6 +24,7 @@ import common  # noqa: E402  (puts the repository on sys.path)
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 
@@ -37,6 +42,22 @@ def matmul_ceiling(n=1024, repeats=5):
   return 2 * n ** 3 / statistics.median(times)
 
 
+def sampling_rate(g, state, config, cond_dim, batch, repeats):
+  """Images/s of the sampler (eval-mode G, one compiled batch), median of `repeats`."""
+  from spect_fastgan_jax import sample
+  fn = sample.make_generate_fn(g, config.model.z_dim)
+  g_vars = {"params": state.g_params, "batch_stats": state.g_stats}
+  cond = jnp.zeros((batch, cond_dim)).at[:, 0].set(1)
+  index = jnp.arange(batch, dtype=jnp.int32)
+  fn(g_vars, cond, jnp.uint32(0), index).block_until_ready()
+  rates = []
+  for r in range(repeats):
+    t = time.perf_counter()
+    fn(g_vars, cond, jnp.uint32(r + 1), index).block_until_ready()
+    rates.append(batch / (time.perf_counter() - t))
+  return statistics.median(rates)
+
+
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("--config", default="configs/dataset_a.py")
@@ -46,6 +67,8 @@ def main():
   p.add_argument("--train_loop", default="auto", choices=["auto", "scan", "steps"])
   p.add_argument("--num_seeds", type=int, default=1, help="seeds trained side by side (vmap)")
   p.add_argument("--dtype", default="", help="override config.model.dtype (float32 | bfloat16)")
+  p.add_argument("--conv_impl", default="", help="override config.model.conv_impl (auto | xla | matmul)")
+  p.add_argument("--sample_batch", type=int, default=1024, help="batch of the sampling measurement")
   args = p.parse_args()
 
   from spect_fastgan_jax import conditions, models, train
@@ -53,6 +76,8 @@ def main():
   config = common.load_config(args.config)
   if args.dtype:
     config.model.dtype = args.dtype
+  if args.conv_impl:
+    config.model.conv_impl = args.conv_impl
   levels = conditions.check_levels(config.data.levels)
   b = config.batch_size
   n = args.steps * b
@@ -74,13 +99,23 @@ def main():
       seeds.append(train.create_train_state(config, g, d))
     state = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *seeds)
 
-  # FLOPs of one step, from XLA's cost analysis of the jitted step alone.
-  step = jax.jit(train.make_train_step(config, g, d))
-  idx = jnp.arange(b)
-  cost = step.lower(single_state, data.slices[idx], data.cond[idx], data.flip_ok[idx],
-                    jax.random.PRNGKey(0)).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops_per_step = float(cost.get("flops", float("nan"))) if cost else float("nan")
+  # FLOPs of one step, from XLA's cost analysis of the jitted step alone: as
+  # compiled (conv_impl as configured) and as the network is written (every
+  # convolution a convolution, conv_impl="xla"), the reference for FLOP/s.
+  def step_flops(conv_impl):
+    cfg = ml_collections.ConfigDict(config.to_dict())
+    cfg.model.conv_impl = conv_impl
+    gi, di = models.from_config(cfg.model, conditions.condition_dim(levels))
+    idx = jnp.arange(b)
+    cost = jax.jit(train.make_train_step(cfg, gi, di)).lower(
+        single_state, data.slices[idx], data.cond[idx], data.flip_ok[idx],
+        jax.random.PRNGKey(0)).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+  conv_impl = models.resolve_conv_impl(config.model.conv_impl)
+  flops_per_step = step_flops(conv_impl)
+  model_flops_per_step = flops_per_step if conv_impl == "xla" else step_flops("xla")
 
   t = time.perf_counter()
   state, m = epoch_fn(state, data)  # compiles, then warms up
@@ -94,18 +129,30 @@ def main():
     rates.append(args.steps / (time.perf_counter() - t))
   steps_s = statistics.median(rates)
   ceiling = matmul_ceiling()
+  sample_rate = sampling_rate(g, state if args.num_seeds == 1 else single_state, config,
+                              conditions.condition_dim(levels), args.sample_batch, args.repeats)
+  stats = jax.devices()[0].memory_stats() or {}
   steps_per_epoch = 938 // b if len(levels) == 3 else 290 // b
   out = {
       "config": args.config, "device": str(jax.devices()[0]), "backend": jax.default_backend(),
       "train_loop": loop, "batch_size": b, "num_seeds": args.num_seeds, "dtype": config.model.dtype,
+      "conv_impl": conv_impl,
       "compile_and_first_epoch_s": round(compile_s, 2),
       "steps_per_s_median": round(steps_s, 3), "steps_per_s_runs": [round(r, 3) for r in rates],
       "images_per_s": round(steps_s * b * args.num_seeds, 2),
       "gflop_per_step": round(flops_per_step / 1e9, 2),
       "achieved_gflop_s": round(steps_s * args.num_seeds * flops_per_step / 1e9, 1),
+      "network_gflop_per_step": round(model_flops_per_step / 1e9, 2),
+      "network_gflop_s": round(steps_s * args.num_seeds * model_flops_per_step / 1e9, 1),
       "matmul_ceiling_gflop_s": round(ceiling / 1e9, 1),
       "fraction_of_ceiling": round(steps_s * args.num_seeds * flops_per_step / ceiling, 3),
+      "network_fraction_of_ceiling": round(steps_s * args.num_seeds * model_flops_per_step / ceiling, 3),
       "projected_1000_epochs_h": round(1000 * steps_per_epoch / steps_s / 3600, 2),
+      "sampling_images_per_s": round(sample_rate, 1),
+      "sampling_batch": args.sample_batch,
+      "peak_host_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+      "peak_device_memory_mb": (round(stats["peak_bytes_in_use"] / 2 ** 20, 1)
+                                if "peak_bytes_in_use" in stats else None),
   }
   print(json.dumps(out, indent=2))
   if args.json:

@@ -42,6 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.spectral_norm = True                # on every conv/dense of G, D and decoders
   config.model.sle_slope = 0.1                     # LeakyReLU slope inside the skip-layer excitation
   config.model.dtype = "float32"                   # compute dtype: float32 | bfloat16
+  config.model.conv_impl = "auto"                  # auto | xla | matmul (same function; speed only)
 
   # --- Losses (paper Eqs. 1-5). ---
   config.loss = ml_collections.ConfigDict()

@@ -53,16 +53,67 @@ class SpectralKernel(nn.Module):
         lambda: _l2_normalize(jax.random.normal(self.make_rng("params"), (out,))))
     mat = kernel.reshape(-1, out)
     u = u_var.value
-    v = jax.lax.stop_gradient(_l2_normalize(mat @ u))
-    u_new = jax.lax.stop_gradient(_l2_normalize(mat.T @ v))
-    sigma = v @ (mat @ u_new)
+    # Written as [K, out] x [out, 1] and [1, K] x [K, out] matrix products:
+    # XLA:CPU runs the plain matrix-vector forms 5x slower.
+    v = jax.lax.stop_gradient(_l2_normalize((mat @ u[:, None])[:, 0]))
+    w = (v[None, :].astype(mat.dtype) @ mat)[0]            # mat^T v
+    u_new = jax.lax.stop_gradient(_l2_normalize(w))
+    sigma = jnp.sum(w * u_new)                              # v^T mat u_new
     if update_stats and not self.is_initializing():
       u_var.value = u_new
     return kernel / sigma
 
 
+# How convolutions are lowered. Both give the same function of the same weights
+# (to float32 rounding) and the same parameter tree, so checkpoints move freely
+# between them:
+#   "xla":    every convolution is one lax.conv_general_dilated (upsampling first).
+#   "matmul": nearest-x2 upsampling followed by a 3x3 convolution runs as a
+#             sub-pixel convolution: each of the 4 output phases is a 2x2
+#             convolution of the low-resolution map, all 4 as one matmul over
+#             2x2 windows. 2.25x fewer FLOPs, no upsampled map in memory, and
+#             matmul gradients, which XLA:CPU runs 2-3x faster than the
+#             gradients of the convolution it replaces (docs/benchmarks.md).
+#             Other convolutions stay lax.conv_general_dilated.
+CONV_IMPLS = ("xla", "matmul")
+
+# Row (and column) weights of the sub-pixel form: output phase a of a 3x3 kernel
+# over a nearest-x2 upsampled map reads the low-resolution rows (p-1, p) of a
+# 2x2 window with taps (w0, w1 + w2) for a = 0 and (w0 + w1, w2) for a = 1.
+def _phase_kernel(w: Array) -> Array:
+  """[3, 3, Ci, Co] kernel -> [2*2*Ci, 2*2*Co] matrix: window taps (r, s, Ci) x phases (a, b, Co)."""
+  ci, co = w.shape[2:]
+  def taps(v, axis):
+    v0, v1, v2 = (jnp.take(v, i, axis=axis) for i in range(3))
+    # [window tap r, phase a, ...]
+    return jnp.stack([jnp.stack([v0, v0 + v1]), jnp.stack([v1 + v2, v2])])
+  rows = taps(w, 0)                       # [r, a, 3 (kernel column), Ci, Co]
+  both = taps(rows, 2)                    # [s, b, r, a, Ci, Co]
+  return both.transpose(2, 0, 4, 3, 1, 5).reshape(4 * ci, 4 * co)
+
+
+def _windows(x: Array, k: int, out_h: int, out_w: int) -> Array:
+  """[B, H+pad, W+pad, C] -> [B, out_h, out_w, k*k*C]: the k x k windows, taps major."""
+  return jnp.concatenate([x[:, r:r + out_h, s:s + out_w] for r in range(k) for s in range(k)], axis=-1)
+
+
+def upsample_conv3x3(x: Array, w: Array) -> Array:
+  """conv3x3 'same' of upsample2(x), computed at x's resolution (sub-pixel form)."""
+  b, h, wd, ci = x.shape
+  co = w.shape[-1]
+  cols = _windows(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), 2, h + 1, wd + 1)
+  y = (cols.reshape(-1, 4 * ci) @ _phase_kernel(w).astype(x.dtype)).reshape(b, h + 1, wd + 1, 2, 2, co)
+  # Output pixel (2i + a, 2j + c) is phase (a, c) of window (i + a, j + c).
+  rows = [jnp.stack([y[:, a:a + h, c:c + wd, a, c] for c in range(2)], axis=3) for a in range(2)]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * wd, co)
+
+
 class Conv(nn.Module):
-  """2-D convolution with optional spectral normalisation (no bias unless asked)."""
+  """2-D convolution with optional spectral normalisation (no bias unless asked).
+
+  With `upsample`, the input is first upsampled x2 (nearest); only 3x3 'same'
+  convolutions take it. `impl` is one of CONV_IMPLS.
+  """
   features: int
   kernel: int
   stride: int = 1
@@ -70,14 +121,24 @@ class Conv(nn.Module):
   use_bias: bool = False
   spectral_norm: bool = True
   dtype: Dtype = jnp.float32
+  upsample: bool = False
+  impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     w = SpectralKernel((self.kernel, self.kernel, x.shape[-1], self.features),
                        self.spectral_norm, name="w")(train)
-    y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), w.astype(self.dtype), (self.stride, self.stride), self.padding,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x = x.astype(self.dtype)
+    if self.upsample and (self.kernel, self.stride, self.padding) != (3, 1, "SAME"):
+      raise ValueError("upsampling convolutions must be 3x3, stride 1, 'same'")
+    if self.impl not in CONV_IMPLS:
+      raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {self.impl!r}")
+    if self.impl == "matmul" and self.upsample:
+      y = upsample_conv3x3(x, w)
+    else:
+      y = jax.lax.conv_general_dilated(
+          upsample2(x) if self.upsample else x, w.astype(self.dtype), (self.stride, self.stride), self.padding,
+          dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
     return y
@@ -137,11 +198,12 @@ class UpBlock(nn.Module):
   features: int
   spectral_norm: bool = True
   dtype: Dtype = jnp.float32
+  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    x = Conv(2 * self.features, 3, spectral_norm=self.spectral_norm, dtype=self.dtype)(
-        upsample2(x), train)
+    x = Conv(2 * self.features, 3, spectral_norm=self.spectral_norm, dtype=self.dtype,
+             upsample=True, impl=self.conv_impl)(x, train)
     return glu(batch_norm(train, self.dtype)(x))
 
 
@@ -151,12 +213,13 @@ class UpBlockComp(nn.Module):
   spectral_norm: bool = True
   noise_injection: bool = True
   dtype: Dtype = jnp.float32
+  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array, noise_keys: Array, train: bool) -> Array:
-    x = upsample2(x)
     for i in range(2):
-      x = Conv(2 * self.features, 3, spectral_norm=self.spectral_norm, dtype=self.dtype)(x, train)
+      x = Conv(2 * self.features, 3, spectral_norm=self.spectral_norm, dtype=self.dtype,
+               upsample=i == 0, impl=self.conv_impl)(x, train)
       if self.noise_injection:
         x = NoiseInjection(name=f"noise{i}")(x, jax.vmap(lambda k: jax.random.fold_in(k, i))(noise_keys))
       x = glu(batch_norm(train, self.dtype)(x))
@@ -194,6 +257,7 @@ class Generator(nn.Module):
   spectral_norm: bool = True
   sle_slope: float = 0.1
   dtype: Dtype = jnp.float32
+  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, z: Array, y: Array, noise_keys: Array, train: bool) -> Array:
@@ -206,10 +270,11 @@ class Generator(nn.Module):
     h = (h.astype(dt) @ w.astype(dt)).reshape(-1, 4, 4, 2 * c4)
     feat4 = glu(batch_norm(train, dt, name="init_bn")(h))
     keys = [jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(noise_keys) for i in range(2)]
-    feat8 = UpBlockComp(c8, sn, self.noise_injection, dt, name="up8")(feat4, keys[0], train)
-    feat16 = UpBlock(c16, sn, dt, name="up16")(feat8, train)
-    feat32 = UpBlockComp(c32, sn, self.noise_injection, dt, name="up32")(feat16, keys[1], train)
-    feat64 = UpBlock(c64, sn, dt, name="up64")(feat32, train)
+    ci = self.conv_impl
+    feat8 = UpBlockComp(c8, sn, self.noise_injection, dt, ci, name="up8")(feat4, keys[0], train)
+    feat16 = UpBlock(c16, sn, dt, ci, name="up16")(feat8, train)
+    feat32 = UpBlockComp(c32, sn, self.noise_injection, dt, ci, name="up32")(feat16, keys[1], train)
+    feat64 = UpBlock(c64, sn, dt, ci, name="up64")(feat32, train)
     feat64 = SkipLayerExcitation(self.sle_slope, sn, dt, name="sle")(feat4, feat64, train)
     out = Conv(1, 3, spectral_norm=sn, dtype=dt, name="to_img")(feat64, train)
     return jnp.tanh(out.astype(jnp.float32))
@@ -220,13 +285,14 @@ class DownBlockComp(nn.Module):
   features: int
   spectral_norm: bool = True
   dtype: Dtype = jnp.float32
+  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     sn, dt = self.spectral_norm, self.dtype
     m = Conv(self.features, 4, stride=2, padding=((1, 1), (1, 1)), spectral_norm=sn, dtype=dt)(x, train)
     m = nn.leaky_relu(batch_norm(train, dt)(m), 0.2)
-    m = Conv(self.features, 3, spectral_norm=sn, dtype=dt)(m, train)
+    m = Conv(self.features, 3, spectral_norm=sn, dtype=dt, impl=self.conv_impl)(m, train)
     m = nn.leaky_relu(batch_norm(train, dt)(m), 0.2)
     d = Conv(self.features, 1, spectral_norm=sn, dtype=dt)(avgpool2(x), train)
     d = nn.leaky_relu(batch_norm(train, dt)(d), 0.2)
@@ -238,11 +304,12 @@ class SimpleDecoder(nn.Module):
   channels: Sequence[int]
   spectral_norm: bool = True
   dtype: Dtype = jnp.float32
+  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     for c in self.channels:
-      x = UpBlock(c, self.spectral_norm, self.dtype)(x, train)
+      x = UpBlock(c, self.spectral_norm, self.dtype, self.conv_impl)(x, train)
     x = Conv(1, 3, spectral_norm=self.spectral_norm, dtype=self.dtype)(x, train)
     return jnp.tanh(x.astype(jnp.float32))
 
@@ -263,29 +330,30 @@ class Discriminator(nn.Module):
   dec_channels: Sequence[int] = (128, 64, 64)
   spectral_norm: bool = True
   dtype: Dtype = jnp.float32
+  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array, y: Array, train: bool, crop_offsets: Array | None = None):
     """x: [B, 64, 64, 1]; y: [B, C]; crop_offsets: [B, 2] int in 0..8 or None."""
-    sn, dt = self.spectral_norm, self.dtype
+    sn, dt, ci = self.spectral_norm, self.dtype, self.conv_impl
     b, hh, ww, _ = x.shape
     cond = jnp.broadcast_to(y[:, None, None, :].astype(x.dtype), (b, hh, ww, y.shape[-1]))
     h = Conv(self.channels[0], 3, spectral_norm=sn, dtype=dt, name="in_conv")(
         jnp.concatenate([x, cond], axis=-1), train)
     h = nn.leaky_relu(h, 0.2)
-    b0 = DownBlockComp(self.channels[1], sn, dt, name="down32")(h, train)
-    b1 = DownBlockComp(self.channels[2], sn, dt, name="down16")(b0, train)
-    b2 = DownBlockComp(self.channels[3], sn, dt, name="down8")(b1, train)
+    b0 = DownBlockComp(self.channels[1], sn, dt, ci, name="down32")(h, train)
+    b1 = DownBlockComp(self.channels[2], sn, dt, ci, name="down16")(b0, train)
+    b2 = DownBlockComp(self.channels[3], sn, dt, ci, name="down8")(b1, train)
     o = Conv(self.out_channels, 1, spectral_norm=sn, dtype=dt, name="out_conv1")(b2, train)
     o = nn.leaky_relu(batch_norm(train, dt, name="out_bn")(o), 0.2)
     logits = Conv(1, 4, padding="VALID", spectral_norm=sn, dtype=dt, name="out_conv4")(o, train)
     logits = logits[..., 0].astype(jnp.float32)
     if crop_offsets is None:
       return logits
-    rec_full = SimpleDecoder(tuple(self.dec_channels), sn, dt, name="dec_global")(b2, train)
+    rec_full = SimpleDecoder(tuple(self.dec_channels), sn, dt, ci, name="dec_global")(b2, train)
     crop = jax.vmap(lambda f, o: jax.lax.dynamic_slice(f, (o[0], o[1], 0), (8, 8, f.shape[-1])))(
         b1, crop_offsets)
-    rec_crop = SimpleDecoder(tuple(self.dec_channels[:2]), sn, dt, name="dec_region")(crop, train)
+    rec_crop = SimpleDecoder(tuple(self.dec_channels[:2]), sn, dt, ci, name="dec_region")(crop, train)
     return logits, rec_full, rec_crop
 
 
@@ -295,9 +363,23 @@ def crop_target(x: Array, crop_offsets: Array) -> Array:
       x, crop_offsets)
 
 
+def resolve_conv_impl(conv_impl: str, backend: str | None = None) -> str:
+  """config.model.conv_impl -> one of CONV_IMPLS. "auto": "matmul" on CPU, "xla" elsewhere.
+
+  On CPU "matmul" is measured faster (docs/benchmarks.md). On GPUs "xla" keeps
+  the convolutions in cuDNN; compare both there with benchmarks/train_speed.py.
+  """
+  if conv_impl == "auto":
+    return "matmul" if (backend or jax.default_backend()) == "cpu" else "xla"
+  if conv_impl not in CONV_IMPLS:
+    raise ValueError(f"config field model.conv_impl must be 'auto', 'xla' or 'matmul', got {conv_impl!r}")
+  return conv_impl
+
+
 def from_config(model_config, cond_dim: int) -> tuple[Generator, Discriminator]:
   """Builds G and D from `config.model`."""
   del cond_dim  # D and G infer it from their inputs; kept for a stable signature.
+  conv_impl = resolve_conv_impl(model_config.get("conv_impl", "auto"))
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(model_config.dtype)
   if dtype is None:
     raise ValueError(f"config field model.dtype must be 'float32' or 'bfloat16', got {model_config.dtype!r}")
@@ -317,9 +399,9 @@ def from_config(model_config, cond_dim: int) -> tuple[Generator, Discriminator]:
                 embed_dim=int(model_config.embed_dim),
                 noise_injection=bool(model_config.noise_injection),
                 spectral_norm=bool(model_config.spectral_norm),
-                sle_slope=float(model_config.sle_slope), dtype=dtype)
+                sle_slope=float(model_config.sle_slope), dtype=dtype, conv_impl=conv_impl)
   d = Discriminator(channels=tuple(int(c) for c in model_config.d_channels),
                     out_channels=int(model_config.d_out_channels),
                     dec_channels=tuple(int(c) for c in model_config.dec_channels),
-                    spectral_norm=bool(model_config.spectral_norm), dtype=dtype)
+                    spectral_norm=bool(model_config.spectral_norm), dtype=dtype, conv_impl=conv_impl)
   return g, d

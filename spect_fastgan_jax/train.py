@@ -36,8 +36,10 @@ METRICS = ("d_real", "d_fake", "recon", "g")
 # Fields that must match between a run and its resumption: they change the
 # computation, so mixing them would make the result neither run's.
 _RESUME_FIELDS = ("seed", "batch_size", "data", "model", "loss", "optim", "augment")
-# Data fields that change where or how fast data is read, never what is read.
-_RESUME_FREE_FIELDS = ("data.cache_dir", "data.read_workers")
+# Fields that change where or how fast data is read or convolutions are run,
+# never what is read or computed (model.conv_impl: the same function to float32
+# rounding), so a run may resume with other values.
+_RESUME_FREE_FIELDS = ("data.cache_dir", "data.read_workers", "model.conv_impl")
 
 
 @flax.struct.dataclass

@@ -90,3 +90,65 @@ def test_bad_model_config_fields_are_named(tiny_config_a):
   config.model.dtype = "float8"
   with pytest.raises(ValueError, match="model.dtype"):
     models.from_config(config.model, 6)
+  config.model.conv_impl = "fft"
+  with pytest.raises(ValueError, match="model.conv_impl"):
+    models.from_config(config.model, 6)
+
+
+@pytest.mark.parametrize("h, w, ci, co", [(4, 4, 3, 5), (5, 3, 2, 4), (8, 8, 16, 8)])
+def test_sub_pixel_form_is_upsample_then_conv3x3(h, w, ci, co):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, h, w, ci))
+  k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, ci, co))
+  want = jax.lax.conv_general_dilated(models.upsample2(x), k, (1, 1), "SAME",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  got = models.upsample_conv3x3(x, k)
+  assert got.shape == (2, 2 * h, 2 * w, co)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # Same gradients, for inputs and weights.
+  cot = jax.random.normal(jax.random.PRNGKey(2), want.shape)
+  f_want = lambda x, k: jnp.sum(jax.lax.conv_general_dilated(
+      models.upsample2(x), k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) * cot)
+  f_got = lambda x, k: jnp.sum(models.upsample_conv3x3(x, k) * cot)
+  for a, b in zip(jax.grad(f_got, (0, 1))(x, k), jax.grad(f_want, (0, 1))(x, k)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_impls_share_parameters_and_compute_the_same_networks(tiny_config_a):
+  config = tiny_config_a
+  nets = {}
+  for impl in models.CONV_IMPLS:
+    config.model.conv_impl = impl
+    nets[impl] = models.from_config(config.model, 6)
+  g_vars, d_vars = train.init_variables(config, *nets["xla"], jax.random.PRNGKey(0))
+  g_m, d_m = train.init_variables(config, *nets["matmul"], jax.random.PRNGKey(0))
+  assert jax.tree_util.tree_structure(g_vars) == jax.tree_util.tree_structure(g_m)
+  assert jax.tree_util.tree_structure(d_vars) == jax.tree_util.tree_structure(d_m)
+  b = 3
+  z = jax.random.normal(jax.random.PRNGKey(1), (b, config.model.z_dim))
+  y = jnp.eye(6)[:b]
+  keys = jax.random.split(jax.random.PRNGKey(2), b)
+  offsets = jnp.array([[0, 0], [8, 8], [3, 5]])
+
+  def losses(impl, gp, dp):
+    g, d = nets[impl]
+    img, _ = g.apply({"params": gp, "batch_stats": g_vars["batch_stats"]}, z, y, keys, train=True,
+                     mutable=["batch_stats"])
+    (logits, rec_full, rec_crop), _ = d.apply({"params": dp, "batch_stats": d_vars["batch_stats"]},
+                                              img, y, train=True, crop_offsets=offsets,
+                                              mutable=["batch_stats"])
+    return jnp.mean(logits) + jnp.mean(rec_full ** 2) + jnp.mean(rec_crop ** 2), img
+
+  (lx, img_x), gx = jax.value_and_grad(losses, (1, 2), has_aux=True)("xla", g_vars["params"],
+                                                                      d_vars["params"])
+  (lm, img_m), gm = jax.value_and_grad(losses, (1, 2), has_aux=True)("matmul", g_vars["params"],
+                                                                     d_vars["params"])
+  np.testing.assert_allclose(img_m, img_x, atol=1e-5)
+  assert float(lm) == pytest.approx(float(lx), rel=1e-5, abs=1e-6)
+  for a, b_ in zip(jax.tree_util.tree_leaves(gm), jax.tree_util.tree_leaves(gx)):
+    np.testing.assert_allclose(a, b_, rtol=1e-3, atol=1e-5)
+
+
+def test_auto_conv_impl_picks_matmul_on_cpu_only():
+  assert models.resolve_conv_impl("auto", "cpu") == "matmul"
+  assert models.resolve_conv_impl("auto", "gpu") == "xla"
+  assert models.resolve_conv_impl("xla", "cpu") == "xla"
