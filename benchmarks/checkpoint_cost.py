@@ -31,10 +31,9 @@ def main():
   p.add_argument("--config", default="configs/dataset_a.py")
   p.add_argument("--repeats", type=int, default=5)
   args = p.parse_args()
-  from spect_fastgan_jax import checkpoints, conditions, models, train
+  from spect_fastgan_jax import checkpoints, train
   config = common.load_config(args.config)
-  g, d = models.from_config(config.model, conditions.condition_dim(config.data.levels))
-  state = train.create_train_state(config, g, d)
+  g, _, state = common.model_and_state(config)
   # A trained state has no zero Adam moments, which would compress to nothing:
   # fill every float leaf with random values so the sizes are those of a real run.
   leaves, tree = jax.tree_util.tree_flatten(state)

@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: the repository on sys.path and config loading."""
+"""What the benchmark scripts share: the repository on sys.path, config loading, a fresh model."""
 
 import importlib.util
 import os
@@ -15,3 +15,20 @@ def load_config(path: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
+
+
+def model_and_state(config):
+  """(generator, discriminator, fresh TrainState) of a config, as training builds them."""
+  from spect_fastgan_jax import conditions, models, train
+  g, d = models.from_config(config.model, conditions.condition_dim(config.data.levels))
+  return g, d, train.create_train_state(config, g, d)
+
+
+def step_inputs(config, key):
+  """A real batch [B, 3, 64, 64], its conditions [B, C] and flip flags [B], for timing a step."""
+  import jax
+  import jax.numpy as jnp
+  from spect_fastgan_jax import conditions
+  b = config.batch_size
+  y = jnp.zeros((b, conditions.condition_dim(config.data.levels))).at[:, 0].set(1)
+  return jax.random.uniform(key, (b, 3, 64, 64)), y, jnp.ones(b, bool)

@@ -40,18 +40,15 @@ def main():
   p.add_argument("--config", default="configs/dataset_a.py")
   p.add_argument("--repeats", type=int, default=7)
   args = p.parse_args()
-  from spect_fastgan_jax import augment, conditions, models, train
+  from spect_fastgan_jax import augment, train
   config = common.load_config(args.config)
-  c = conditions.condition_dim(config.data.levels)
-  g, d = models.from_config(config.model, c)
-  state = train.create_train_state(config, g, d)
+  g, d, state = common.model_and_state(config)
   b = config.batch_size
   key = jax.random.PRNGKey(0)
   z = jax.random.normal(key, (b, config.model.z_dim))
-  y = jnp.zeros((b, c)).at[:, 0].set(1)
+  real3, y, flip = common.step_inputs(config, key)
   nk = jax.random.split(key, b)
   x = jax.random.uniform(key, (b, 64, 64, 1)) * 2 - 1
-  real3 = jax.random.uniform(key, (b, 3, 64, 64))
   off = jnp.zeros((b, 2), jnp.int32)
   gv = {"params": state.g_params, "batch_stats": state.g_stats}
   dv = {"params": state.d_params, "batch_stats": state.d_stats}
@@ -74,10 +71,10 @@ def main():
       "D forward, real batch with decoders": timed(d_real, dv["params"], repeats=args.repeats),
       "D forward+backward, real batch": timed(jax.grad(d_real), dv["params"], repeats=args.repeats),
       "D forward, fake batch": timed(d_fake, dv["params"], repeats=args.repeats),
-      "augmentation": timed(lambda k: augment.augment(k, real3, jnp.ones(b, bool)), key, repeats=args.repeats),
+      "augmentation": timed(lambda k: augment.augment(k, real3, flip), key, repeats=args.repeats),
       # The new state must be returned: with the metrics alone XLA drops the
       # gradients and updates as dead code.
-      "whole train step": timed(lambda s, k: step(s, real3, y, jnp.ones(b, bool), k), state, key,
+      "whole train step": timed(lambda s, k: step(s, real3, y, flip, k), state, key,
                                 repeats=args.repeats),
   }
   print(json.dumps({"config": args.config, "backend": jax.default_backend(), "ms": parts}, indent=2))

@@ -25,7 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (puts the repository on sys.path)
 
 import jax
-import jax.numpy as jnp
 
 # Op-name prefixes of the trace, from the longest, and the kind they are shown as.
 _KINDS = (("ynn_fusion", "library matmul/convolution (YNNPACK)"),
@@ -57,18 +56,13 @@ def main():
   p.add_argument("--calls", type=int, default=10)
   p.add_argument("--top", type=int, default=25, help="layers to list")
   args = p.parse_args()
-  from spect_fastgan_jax import conditions, models, train
+  from spect_fastgan_jax import models, train
   config = common.load_config(args.config)
   if args.conv_impl:
     config.model.conv_impl = args.conv_impl
-  c = conditions.condition_dim(config.data.levels)
-  g, d = models.from_config(config.model, c)
-  state = train.create_train_state(config, g, d)
-  b = config.batch_size
+  g, d, state = common.model_and_state(config)
   key = jax.random.PRNGKey(0)
-  y = jnp.zeros((b, c)).at[:, 0].set(1)
-  real3 = jax.random.uniform(key, (b, 3, 64, 64))
-  flip = jnp.ones(b, bool)
+  real3, y, flip = common.step_inputs(config, key)
   step = jax.jit(train.make_train_step(config, g, d))
   hlo = step.lower(state, real3, y, flip, key).compile().as_text()
   jax.block_until_ready(step(state, real3, y, flip, key))

@@ -56,7 +56,7 @@ class SpectralKernel(nn.Module):
     # Written as [K, out] x [out, 1] and [1, K] x [K, out] matrix products:
     # XLA:CPU runs the plain matrix-vector forms 5x slower.
     v = jax.lax.stop_gradient(_l2_normalize((mat @ u[:, None])[:, 0]))
-    w = (v[None, :].astype(mat.dtype) @ mat)[0]            # mat^T v
+    w = (v[None, :] @ mat)[0]                               # mat^T v
     u_new = jax.lax.stop_gradient(_l2_normalize(w))
     sigma = jnp.sum(w * u_new)                              # v^T mat u_new
     if update_stats and not self.is_initializing():
@@ -285,14 +285,13 @@ class DownBlockComp(nn.Module):
   features: int
   spectral_norm: bool = True
   dtype: Dtype = jnp.float32
-  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     sn, dt = self.spectral_norm, self.dtype
     m = Conv(self.features, 4, stride=2, padding=((1, 1), (1, 1)), spectral_norm=sn, dtype=dt)(x, train)
     m = nn.leaky_relu(batch_norm(train, dt)(m), 0.2)
-    m = Conv(self.features, 3, spectral_norm=sn, dtype=dt, impl=self.conv_impl)(m, train)
+    m = Conv(self.features, 3, spectral_norm=sn, dtype=dt)(m, train)
     m = nn.leaky_relu(batch_norm(train, dt)(m), 0.2)
     d = Conv(self.features, 1, spectral_norm=sn, dtype=dt)(avgpool2(x), train)
     d = nn.leaky_relu(batch_norm(train, dt)(d), 0.2)
@@ -341,9 +340,9 @@ class Discriminator(nn.Module):
     h = Conv(self.channels[0], 3, spectral_norm=sn, dtype=dt, name="in_conv")(
         jnp.concatenate([x, cond], axis=-1), train)
     h = nn.leaky_relu(h, 0.2)
-    b0 = DownBlockComp(self.channels[1], sn, dt, ci, name="down32")(h, train)
-    b1 = DownBlockComp(self.channels[2], sn, dt, ci, name="down16")(b0, train)
-    b2 = DownBlockComp(self.channels[3], sn, dt, ci, name="down8")(b1, train)
+    b0 = DownBlockComp(self.channels[1], sn, dt, name="down32")(h, train)
+    b1 = DownBlockComp(self.channels[2], sn, dt, name="down16")(b0, train)
+    b2 = DownBlockComp(self.channels[3], sn, dt, name="down8")(b1, train)
     o = Conv(self.out_channels, 1, spectral_norm=sn, dtype=dt, name="out_conv1")(b2, train)
     o = nn.leaky_relu(batch_norm(train, dt, name="out_bn")(o), 0.2)
     logits = Conv(1, 4, padding="VALID", spectral_norm=sn, dtype=dt, name="out_conv4")(o, train)
