@@ -25,10 +25,11 @@ def model_and_state(config):
 
 
 def step_inputs(config, key):
-  """A real batch [B, 3, 64, 64], its conditions [B, C] and flip flags [B], for timing a step."""
+  """A real batch [B, 3, 64, 64], its conditions [B, C], flip flags [B] and the
+  conditions' real pair spreads [B], for timing a step."""
   import jax
   import jax.numpy as jnp
   from spect_fastgan_jax import conditions
   b = config.batch_size
   y = jnp.zeros((b, conditions.condition_dim(config.data.levels))).at[:, 0].set(1)
-  return jax.random.uniform(key, (b, 3, 64, 64)), y, jnp.ones(b, bool)
+  return jax.random.uniform(key, (b, 3, 64, 64)), y, jnp.ones(b, bool), jnp.full(b, 0.2)

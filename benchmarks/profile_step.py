@@ -46,7 +46,7 @@ def main():
   b = config.batch_size
   key = jax.random.PRNGKey(0)
   z = jax.random.normal(key, (b, config.model.z_dim))
-  real3, y, flip = common.step_inputs(config, key)
+  real3, y, flip, spread = common.step_inputs(config, key)
   nk = jax.random.split(key, b)
   x = jax.random.uniform(key, (b, 64, 64, 1)) * 2 - 1
   off = jnp.zeros((b, 2), jnp.int32)
@@ -74,7 +74,7 @@ def main():
       "augmentation": timed(lambda k: augment.augment(k, real3, flip), key, repeats=args.repeats),
       # The new state must be returned: with the metrics alone XLA drops the
       # gradients and updates as dead code.
-      "whole train step": timed(lambda s, k: step(s, real3, y, flip, k), state, key,
+      "whole train step": timed(lambda s, k: step(s, real3, y, flip, spread, k), state, key,
                                 repeats=args.repeats),
   }
   print(json.dumps({"config": args.config, "backend": jax.default_backend(), "ms": parts}, indent=2))

@@ -62,20 +62,20 @@ def main():
     config.model.conv_impl = args.conv_impl
   g, d, state = common.model_and_state(config)
   key = jax.random.PRNGKey(0)
-  real3, y, flip = common.step_inputs(config, key)
+  real3, y, flip, spread = common.step_inputs(config, key)
   step = jax.jit(train.make_train_step(config, g, d))
-  hlo = step.lower(state, real3, y, flip, key).compile().as_text()
-  jax.block_until_ready(step(state, real3, y, flip, key))
+  hlo = step.lower(state, real3, y, flip, spread, key).compile().as_text()
+  jax.block_until_ready(step(state, real3, y, flip, spread, key))
   t = time.perf_counter()
   for _ in range(args.calls):
-    out = step(state, real3, y, flip, key)
+    out = step(state, real3, y, flip, spread, key)
   jax.block_until_ready(out)
   step_ms = (time.perf_counter() - t) / args.calls * 1e3
 
   with tempfile.TemporaryDirectory() as tmp:
     with jax.profiler.trace(tmp):
       for _ in range(args.calls):
-        out = step(state, real3, y, flip, key)
+        out = step(state, real3, y, flip, spread, key)
       jax.block_until_ready(out)
     files = glob.glob(os.path.join(tmp, "**", "*.trace.json.gz"), recursive=True)
     if not files:

@@ -108,7 +108,7 @@ def main():
     gi, di = models.from_config(cfg.model, conditions.condition_dim(levels))
     idx = jnp.arange(b)
     cost = jax.jit(train.make_train_step(cfg, gi, di)).lower(
-        single_state, data.slices[idx], data.cond[idx], data.flip_ok[idx],
+        single_state, data.slices[idx], data.cond[idx], data.flip_ok[idx], data.spread[idx],
         jax.random.PRNGKey(0)).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost.get("flops", float("nan"))) if cost else float("nan")

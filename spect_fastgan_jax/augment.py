@@ -63,3 +63,44 @@ def augment(key: Array, slices: Array, flip_ok: Array, *, blend: bool = True,
 def to_model_range(images: Array) -> Array:
   """[B, 64, 64] in [0, 1] -> [B, 64, 64, 1] in [-1, 1], the networks' input."""
   return (images * 2.0 - 1.0)[..., None]
+
+
+def diff_augment(key: Array, images: Array, *, max_shift: int = 0, cutout: float = 0.0,
+                 intensity: float = 0.0) -> Array:
+  """Differentiable augmentation of what D sees, applied alike to real and fake batches.
+
+  Unlike `augment` (real slices only, the paper's), this runs on the generator's
+  output too, so D judges both through the same transform and G gets gradients
+  through it (DiffAugment, Zhao et al., NeurIPS 2020). It never moves an image
+  left/right: that would turn a left-sided defect into a right-sided one.
+
+  Args:
+    key: PRNG key.
+    images: [B, 64, 64, 1] in [-1, 1] (the networks' range).
+    max_shift: anterior-posterior shift in [-max_shift, max_shift] rows, background fill.
+    cutout: side of a square erased (set to background) at a random place, as a
+      fraction of 64 px; 0 turns it off.
+    intensity: contrast factor in 1 +/- intensity around the background level; 0: off.
+
+  Returns:
+    [B, 64, 64, 1], a differentiable function of `images`.
+  """
+  b = images.shape[0]
+  k_shift, k_cut, k_int = jax.random.split(key, 3)
+  # Background is -1 in the networks' range (0 counts); fills use it.
+  x = images[..., 0] + 1.0
+  if max_shift > 0:
+    x = shift_rows(x, jax.random.randint(k_shift, (b,), -max_shift, max_shift + 1))
+  if intensity > 0:
+    gain = jax.random.uniform(k_int, (b, 1, 1), minval=1.0 - intensity, maxval=1.0 + intensity)
+    x = x * gain
+  if cutout > 0:
+    side = max(1, int(round(cutout * x.shape[1])))
+    k_r, k_c = jax.random.split(k_cut)
+    r0 = jax.random.randint(k_r, (b, 1, 1), 0, x.shape[1] - side + 1)
+    c0 = jax.random.randint(k_c, (b, 1, 1), 0, x.shape[2] - side + 1)
+    rows = jnp.arange(x.shape[1])[None, :, None]
+    cols = jnp.arange(x.shape[2])[None, None, :]
+    inside = (rows >= r0) & (rows < r0 + side) & (cols >= c0) & (cols < c0 + side)
+    x = jnp.where(inside, 0.0, x)
+  return (x - 1.0)[..., None]

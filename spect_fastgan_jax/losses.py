@@ -36,3 +36,25 @@ def recon_loss(rec_crop: Array, crop_target: Array, rec_full: Array, full_target
                kind: str = "l1") -> Array:
   """Eq. 4: |G1(B1(x)) - T(x)| + |G2(B2(x)) - x|, on real images only."""
   return distance(rec_crop, crop_target, kind) + distance(rec_full, full_target, kind)
+
+
+def mode_seeking_loss(fake_a: Array, fake_b: Array, spread: Array, target: float = 1.0):
+  """A mode-seeking term for G that fades once its images are as varied as the data.
+
+  MSGAN (Mao et al., CVPR 2019) makes two images of one condition from two
+  latents and rewards their distance; a constant pull keeps pushing the variety
+  past the real one. Here each pair's distance is measured against `spread`, the
+  mean distance of two real slices of that condition, and the term is a hinge:
+  mean(max(0, target - |a - b| / spread)). It is zero, and pulls no more, once a
+  pair is `target` times as far apart as two real slices.
+
+  Args:
+    fake_a, fake_b: [B, 64, 64, 1] two images of each condition from different z.
+    spread: [B] the real pair distance of each row's condition (same range).
+    target: the share of the real spread at which the term stops.
+
+  Returns:
+    (loss, mean ratio |a - b| / spread), both scalars.
+  """
+  ratio = jnp.mean(jnp.abs(fake_a - fake_b), axis=(1, 2, 3)) / spread
+  return jnp.mean(jnp.maximum(0.0, target - ratio)), jnp.mean(jax.lax.stop_gradient(ratio))

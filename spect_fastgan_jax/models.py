@@ -162,6 +162,23 @@ def batch_norm(train: bool, dtype: Dtype, name: str | None = None) -> nn.BatchNo
                       scale_init=_bn_scale_init, dtype=dtype, name=name)
 
 
+def norm(x: Array, y: Array | None, train: bool, dtype: Dtype) -> Array:
+  """BatchNorm; with a condition y [B, C] also conditional: scale and shift from y.
+
+  Conditional BatchNorm (as BigGAN's generator): the learned per-channel scale and
+  shift of BatchNorm get a condition-dependent part, (1 + gamma(y)) and beta(y),
+  from two dense layers initialised at zero, so the condition reaches every layer
+  rather than only the input. Call it inside a compact module.
+  """
+  h = batch_norm(train, dtype)(x)
+  if y is None:
+    return h
+  c = x.shape[-1]
+  gamma = nn.Dense(c, use_bias=False, kernel_init=nn.initializers.zeros)(y)
+  beta = nn.Dense(c, use_bias=False, kernel_init=nn.initializers.zeros)(y)
+  return h * (1.0 + gamma[:, None, None, :]).astype(h.dtype) + beta[:, None, None, :].astype(h.dtype)
+
+
 def glu(x: Array) -> Array:
   """Gated linear unit over channels: a * sigmoid(b)."""
   a, b = jnp.split(x, 2, axis=-1)
@@ -194,17 +211,24 @@ class NoiseInjection(nn.Module):
 
 
 class UpBlock(nn.Module):
-  """nearest x2 -> conv3x3 (2*out) -> BN -> GLU."""
+  """nearest x2 -> conv3x3 (2*out) -> [noise] -> BN -> GLU.
+
+  With `noise_keys`, per-pixel noise with a learned scale is injected after the
+  conv (as in UpBlockComp); with a condition `y`, the BatchNorm is conditional.
+  """
   features: int
   spectral_norm: bool = True
   dtype: Dtype = jnp.float32
   conv_impl: str = "xla"
 
   @nn.compact
-  def __call__(self, x: Array, train: bool) -> Array:
+  def __call__(self, x: Array, train: bool, noise_keys: Array | None = None,
+               y: Array | None = None) -> Array:
     x = Conv(2 * self.features, 3, spectral_norm=self.spectral_norm, dtype=self.dtype,
              upsample=True, impl=self.conv_impl)(x, train)
-    return glu(batch_norm(train, self.dtype)(x))
+    if noise_keys is not None:
+      x = NoiseInjection(name="noise0")(x, noise_keys)
+    return glu(norm(x, y, train, self.dtype))
 
 
 class UpBlockComp(nn.Module):
@@ -216,13 +240,13 @@ class UpBlockComp(nn.Module):
   conv_impl: str = "xla"
 
   @nn.compact
-  def __call__(self, x: Array, noise_keys: Array, train: bool) -> Array:
+  def __call__(self, x: Array, noise_keys: Array, train: bool, y: Array | None = None) -> Array:
     for i in range(2):
       x = Conv(2 * self.features, 3, spectral_norm=self.spectral_norm, dtype=self.dtype,
                upsample=i == 0, impl=self.conv_impl)(x, train)
       if self.noise_injection:
         x = NoiseInjection(name=f"noise{i}")(x, jax.vmap(lambda k: jax.random.fold_in(k, i))(noise_keys))
-      x = glu(batch_norm(train, self.dtype)(x))
+      x = glu(norm(x, y, train, self.dtype))
     return x
 
 
@@ -245,11 +269,28 @@ class SkipLayerExcitation(nn.Module):
     return big * jax.nn.sigmoid(g)
 
 
+G_CONDS = ("concat", "cbn")
+D_CONDS = ("input", "projection", "both")
+
+
+class CondNorm(nn.Module):
+  """`norm` with a condition, as a named module (G's input block)."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, y: Array, train: bool) -> Array:
+    return norm(x, y, train, self.dtype)
+
+
 class Generator(nn.Module):
   """G(z | y): [B, z_dim] latent and [B, C] condition -> [B, 64, 64, 1] in [-1, 1].
 
   Attributes:
     channels: widths at 4, 8, 16, 32 and 64 px.
+    noise_full_res: also inject per-pixel noise at 64 px (FastGAN injects it at 8 and
+      32 px only), so that G can draw the fine count noise of real slices.
+    cond: how y enters: "concat" (the paper: y joins z before the dense layer) or
+      "cbn" (also conditional BatchNorm in every block, see `norm`).
   """
   channels: Sequence[int] = (256, 128, 128, 64, 32)
   embed_dim: int = 64
@@ -258,6 +299,8 @@ class Generator(nn.Module):
   sle_slope: float = 0.1
   dtype: Dtype = jnp.float32
   conv_impl: str = "xla"
+  noise_full_res: bool = False
+  cond: str = "concat"
 
   @nn.compact
   def __call__(self, z: Array, y: Array, noise_keys: Array, train: bool) -> Array:
@@ -268,13 +311,20 @@ class Generator(nn.Module):
     # Input block: transposed conv4x4 of a 1x1 map is a dense layer to a 4x4 map.
     w = SpectralKernel((self.embed_dim, 4 * 4 * 2 * c4), sn, name="init_w")(train)
     h = (h.astype(dt) @ w.astype(dt)).reshape(-1, 4, 4, 2 * c4)
-    feat4 = glu(batch_norm(train, dt, name="init_bn")(h))
-    keys = [jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(noise_keys) for i in range(2)]
+    if self.cond not in G_CONDS:
+      raise ValueError(f"config field model.g_cond must be one of {G_CONDS}, got {self.cond!r}")
+    yc = y if self.cond == "cbn" else None
+    if yc is None:
+      feat4 = glu(batch_norm(train, dt, name="init_bn")(h))
+    else:
+      feat4 = glu(CondNorm(dt, name="init_bn")(h, yc, train))
+    keys = [jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(noise_keys) for i in range(3)]
     ci = self.conv_impl
-    feat8 = UpBlockComp(c8, sn, self.noise_injection, dt, ci, name="up8")(feat4, keys[0], train)
-    feat16 = UpBlock(c16, sn, dt, ci, name="up16")(feat8, train)
-    feat32 = UpBlockComp(c32, sn, self.noise_injection, dt, ci, name="up32")(feat16, keys[1], train)
-    feat64 = UpBlock(c64, sn, dt, ci, name="up64")(feat32, train)
+    feat8 = UpBlockComp(c8, sn, self.noise_injection, dt, ci, name="up8")(feat4, keys[0], train, yc)
+    feat16 = UpBlock(c16, sn, dt, ci, name="up16")(feat8, train, y=yc)
+    feat32 = UpBlockComp(c32, sn, self.noise_injection, dt, ci, name="up32")(feat16, keys[1], train, yc)
+    feat64 = UpBlock(c64, sn, dt, ci, name="up64")(
+        feat32, train, keys[2] if self.noise_full_res else None, yc)
     feat64 = SkipLayerExcitation(self.sle_slope, sn, dt, name="sle")(feat4, feat64, train)
     out = Conv(1, 3, spectral_norm=sn, dtype=dt, name="to_img")(feat64, train)
     return jnp.tanh(out.astype(jnp.float32))
@@ -323,6 +373,9 @@ class Discriminator(nn.Module):
   Attributes:
     channels: widths at 64 (input block), 32 (B0), 16 (B1) and 8 (B2) px.
     dec_channels: decoder widths after each up block: 16, 32, 64 px.
+    cond: how y enters: "input" (the paper: C constant image channels beside x),
+      "projection" (a projection head, Miyato & Koyama 2018: each patch logit gains
+      <embed(y), features> over its 4x4 window of the output block), or "both".
   """
   channels: Sequence[int] = (32, 64, 128, 256)
   out_channels: int = 256
@@ -330,15 +383,20 @@ class Discriminator(nn.Module):
   spectral_norm: bool = True
   dtype: Dtype = jnp.float32
   conv_impl: str = "xla"
+  cond: str = "input"
 
   @nn.compact
   def __call__(self, x: Array, y: Array, train: bool, crop_offsets: Array | None = None):
     """x: [B, 64, 64, 1]; y: [B, C]; crop_offsets: [B, 2] int in 0..8 or None."""
     sn, dt, ci = self.spectral_norm, self.dtype, self.conv_impl
     b, hh, ww, _ = x.shape
-    cond = jnp.broadcast_to(y[:, None, None, :].astype(x.dtype), (b, hh, ww, y.shape[-1]))
-    h = Conv(self.channels[0], 3, spectral_norm=sn, dtype=dt, name="in_conv")(
-        jnp.concatenate([x, cond], axis=-1), train)
+    if self.cond not in D_CONDS:
+      raise ValueError(f"config field model.d_cond must be one of {D_CONDS}, got {self.cond!r}")
+    inp = x
+    if self.cond in ("input", "both"):
+      cond = jnp.broadcast_to(y[:, None, None, :].astype(x.dtype), (b, hh, ww, y.shape[-1]))
+      inp = jnp.concatenate([x, cond], axis=-1)
+    h = Conv(self.channels[0], 3, spectral_norm=sn, dtype=dt, name="in_conv")(inp, train)
     h = nn.leaky_relu(h, 0.2)
     b0 = DownBlockComp(self.channels[1], sn, dt, name="down32")(h, train)
     b1 = DownBlockComp(self.channels[2], sn, dt, name="down16")(b0, train)
@@ -347,6 +405,11 @@ class Discriminator(nn.Module):
     o = nn.leaky_relu(batch_norm(train, dt, name="out_bn")(o), 0.2)
     logits = Conv(1, 4, padding="VALID", spectral_norm=sn, dtype=dt, name="out_conv4")(o, train)
     logits = logits[..., 0].astype(jnp.float32)
+    if self.cond in ("projection", "both"):
+      e = Dense(self.out_channels, sn, dt, name="proj_embed")(y, train)          # [B, Cout]
+      inner = jnp.sum(o * e[:, None, None, :].astype(o.dtype), axis=-1).astype(jnp.float32)
+      logits = logits + jax.lax.reduce_window(inner, 0.0, jax.lax.add, (1, 4, 4), (1, 1, 1),
+                                              "VALID") / 16.0
     if crop_offsets is None:
       return logits
     rec_full = SimpleDecoder(tuple(self.dec_channels), sn, dt, ci, name="dec_global")(b2, train)
@@ -391,6 +454,11 @@ def from_config(model_config, cond_dim: int) -> tuple[Generator, Discriminator]:
   if len(model_config.dec_channels) != 3:
     raise ValueError("config field model.dec_channels needs 3 widths (16, 32, 64 px), "
                      f"got {list(model_config.dec_channels)}")
+  g_cond, d_cond = model_config.get("g_cond", "concat"), model_config.get("d_cond", "input")
+  if g_cond not in G_CONDS:
+    raise ValueError(f"config field model.g_cond must be one of {G_CONDS}, got {g_cond!r}")
+  if d_cond not in D_CONDS:
+    raise ValueError(f"config field model.d_cond must be one of {D_CONDS}, got {d_cond!r}")
   for field in ("g_channels", "d_channels", "dec_channels"):
     if any(int(c) < 1 for c in model_config[field]):
       raise ValueError(f"config field model.{field} must be positive widths, got {list(model_config[field])}")
@@ -398,9 +466,12 @@ def from_config(model_config, cond_dim: int) -> tuple[Generator, Discriminator]:
                 embed_dim=int(model_config.embed_dim),
                 noise_injection=bool(model_config.noise_injection),
                 spectral_norm=bool(model_config.spectral_norm),
-                sle_slope=float(model_config.sle_slope), dtype=dtype, conv_impl=conv_impl)
+                sle_slope=float(model_config.sle_slope), dtype=dtype, conv_impl=conv_impl,
+                noise_full_res=bool(model_config.get("noise_full_res", False)),
+                cond=g_cond)
   d = Discriminator(channels=tuple(int(c) for c in model_config.d_channels),
                     out_channels=int(model_config.d_out_channels),
                     dec_channels=tuple(int(c) for c in model_config.dec_channels),
-                    spectral_norm=bool(model_config.spectral_norm), dtype=dtype, conv_impl=conv_impl)
+                    spectral_norm=bool(model_config.spectral_norm), dtype=dtype, conv_impl=conv_impl,
+                    cond=d_cond)
   return g, d

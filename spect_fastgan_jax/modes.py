@@ -116,7 +116,7 @@ def evaluate(config, workdir: str, epoch: int | None = None, compare_workdir: st
   against its real training slices, optionally beside a second run (the paper's A vs B).
   Writes <workdir>/evaluation/epoch_XXXX_seedS[_vs_...]/report.md; returns that folder."""
   from spect_fastgan_jax import data
-  from spect_fastgan_jax.evaluation import report
+  from spect_fastgan_jax.evaluation import classifier, report
   cfg = run_config(config, workdir)
   ecfg = _eval_config(config)
   epoch = _choose_epoch(workdir, epoch, log, "--epoch")
@@ -134,7 +134,7 @@ def evaluate(config, workdir: str, epoch: int | None = None, compare_workdir: st
     name += f"_vs_{os.path.basename(os.path.normpath(compare_workdir))}_epoch_{other_epoch:04d}"
   ds = data.load_training_set(cfg.data, log=log)
   return report.evaluate(runs, ds, ecfg, os.path.join(_evaluation_dir(workdir), name),
-                         os.path.join(_evaluation_dir(workdir), "classifiers"), overwrite, log)
+                         classifier.cache_dir(workdir), overwrite, log)
 
 
 def select(config, workdir: str, every: int = 10, overwrite: bool = False,
@@ -142,7 +142,7 @@ def select(config, workdir: str, every: int = 10, overwrite: bool = False,
   """--mode=select: scores every `every`-th saved epoch (and the last), writes
   <workdir>/evaluation/select_<first>-<last>_every<k>_seedS/ and returns its select.json dict."""
   from spect_fastgan_jax import data
-  from spect_fastgan_jax.evaluation import select as select_lib
+  from spect_fastgan_jax.evaluation import classifier, select as select_lib
   cfg = run_config(config, workdir)
   ecfg = _eval_config(config)
   epochs = select_lib.epochs_to_score(checkpoints.sampler_epochs(workdir), every)
@@ -152,4 +152,4 @@ def select(config, workdir: str, every: int = 10, overwrite: bool = False,
   name = f"select_{epochs[0]}-{epochs[-1]}_every{every}_seed{int(ecfg.seed)}"
   log(f"scoring {len(epochs)} epochs ({epochs[0]}..{epochs[-1]}, every {every})")
   return select_lib.select(cfg, workdir, epochs, ds, ecfg, os.path.join(_evaluation_dir(workdir), name),
-                           os.path.join(_evaluation_dir(workdir), "classifiers"), overwrite, log)
+                           classifier.cache_dir(workdir), overwrite, log)

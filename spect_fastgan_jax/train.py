@@ -63,6 +63,8 @@ class DeviceData:
   slices: Array    # [N, 3, 64, 64] float32, each slice max-normalised to [0, 1]
   cond: Array      # [N, C] float32 one-hot condition
   flip_ok: Array   # [N] bool, normal and bilateral slices
+  spread: Array    # [N] float32, mean |x_i - x_j| of random pairs of real slices of the
+                   # slice's condition, networks' range: the mode-seeking term's yardstick
 
 
 class TrainError(RuntimeError):
@@ -98,12 +100,27 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     need(isinstance(v, (int, float)) and 0 <= v < 1, f"optim.{f}", v, "must be in [0, 1)")
   v = config.optim.ema_decay
   need(isinstance(v, (int, float)) and 0 <= v < 1, "optim.ema_decay", v, "must be in [0, 1)")
-  v = config.augment.max_shift
-  need(isinstance(v, int) and 0 <= v < 32, "augment.max_shift", v, "must be a whole number in 0..31")
+  need(isinstance(config.optim.ema_warmup, bool), "optim.ema_warmup", config.optim.ema_warmup,
+       "must be True or False")
+  for f in ("max_shift", "diff_shift"):
+    v = config.augment[f]
+    need(whole(v) and 0 <= v < 32, f"augment.{f}", v, "must be a whole number in 0..31")
+  for f, hi in (("diff_cutout", 1.0), ("diff_intensity", 1.0)):
+    v = config.augment[f]
+    need(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < hi,
+         f"augment.{f}", v, f"must be a number in [0, {hi})")
+  for f in ("mode_seeking", "mode_seeking_target"):
+    v = config.loss[f]
+    need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
+         f"loss.{f}", v, "must be a number >= 0")
+  need(isinstance(config.model.noise_full_res, bool), "model.noise_full_res",
+       config.model.noise_full_res, "must be True or False")
   need(config.loss.recon_distance in ("l1", "l2"), "loss.recon_distance",
        config.loss.recon_distance, "must be 'l1' or 'l2'")
-  need(isinstance(config.log.sample_every_epochs, int) and config.log.sample_every_epochs >= 0,
-       "log.sample_every_epochs", config.log.sample_every_epochs, "must be >= 0")
+  for f in ("sample_every_epochs", "monitor_every_epochs"):
+    need(whole(config.log[f]) and config.log[f] >= 0, f"log.{f}", config.log[f], "must be >= 0")
+  need(whole(config.log.monitor_per_condition) and config.log.monitor_per_condition >= 2,
+       "log.monitor_per_condition", config.log.monitor_per_condition, "must be a whole number >= 2")
   need(isinstance(config.checkpoint.sampler_every_epochs, int)
        and config.checkpoint.sampler_every_epochs >= 1,
        "checkpoint.sampler_every_epochs", config.checkpoint.sampler_every_epochs, "must be >= 1")
@@ -148,39 +165,57 @@ def create_train_state(config, g, d) -> TrainState:
       g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
       d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
       g_opt=tx_g.init(g_vars["params"]), d_opt=tx_d.init(d_vars["params"]),
-      ema_params=g_vars["params"] if config.optim.ema_decay > 0 else {})
+      # A copy, not the same arrays: the step donates the state, and one buffer
+      # cannot be donated twice.
+      ema_params=(jax.tree_util.tree_map(jnp.copy, g_vars["params"])
+                  if config.optim.ema_decay > 0 else {}))
 
 
 # ----------------------------------------------------------------------------
 # The step and the epoch.
 # ----------------------------------------------------------------------------
 def make_train_step(config, g: models.Generator, d: models.Discriminator) -> Callable:
-  """Returns train_step(state, real3, cond, flip_ok, key) -> (state, metrics).
+  """Returns train_step(state, real3, cond, flip_ok, spread, key) -> (state, metrics).
 
   real3: [B, 3, 64, 64] max-normalised real slices (below, centre, above);
-  cond: [B, C]; flip_ok: [B] bool; key: the step's PRNG key.
+  cond: [B, C]; flip_ok: [B] bool; spread: [B] the real pair distance of each
+  slice's condition (DeviceData.spread); key: the step's PRNG key.
   """
   tx_g, tx_d = make_optimizers(config)
   aug = config.augment
   z_dim = config.model.z_dim
   recon_kind = config.loss.recon_distance
   ema_decay = float(config.optim.ema_decay)
+  ema_warmup = bool(config.optim.get("ema_warmup", False))
+  ms_weight = float(config.loss.get("mode_seeking", 0.0))
+  ms_target = float(config.loss.get("mode_seeking_target", 1.0))
+  diff = dict(max_shift=int(aug.get("diff_shift", 0)), cutout=float(aug.get("diff_cutout", 0.0)),
+              intensity=float(aug.get("diff_intensity", 0.0)))
+  use_diff = any(diff.values())
 
-  def train_step(state: TrainState, real3, cond, flip_ok, key):
+  def train_step(state: TrainState, real3, cond, flip_ok, spread, key):
     b = real3.shape[0]
-    k_aug, k_z, k_noise, k_crop = jax.random.split(key, 4)
+    k_aug, k_z, k_noise, k_crop, k_diff = jax.random.split(key, 5)
     x = augment_lib.to_model_range(augment_lib.augment(
         k_aug, real3, flip_ok, blend=aug.blend, max_shift=aug.max_shift, flip=aug.flip))
-    z = jax.random.normal(k_z, (b, z_dim))
-    noise_keys = jax.random.split(k_noise, b)
+    k_diff_real, k_diff_fake = jax.random.split(k_diff)
+    if use_diff:
+      x = augment_lib.diff_augment(k_diff_real, x, **diff)
+    # With the mode-seeking term G makes a second image of each condition from
+    # another z (the pair's partner); D sees only the first B.
+    pairs = 2 if ms_weight > 0 else 1
+    z = jax.random.normal(k_z, (pairs * b, z_dim))
+    g_cond = jnp.concatenate([cond] * pairs)
+    noise_keys = jax.random.split(k_noise, pairs * b)
     offsets = jax.random.randint(k_crop, (b, 2), 0, 9)
 
     # (i) G makes the fake batch; its vjp is kept to send L_G's gradient back.
     def g_forward(g_params):
-      fake, upd = g.apply({"params": g_params, "batch_stats": state.g_stats}, z, cond,
+      fake, upd = g.apply({"params": g_params, "batch_stats": state.g_stats}, z, g_cond,
                           noise_keys, train=True, mutable=["batch_stats"])
       return fake, upd["batch_stats"]
-    fake, g_vjp, g_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
+    fake_all, g_vjp, g_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
+    fake = fake_all[:b]
 
     # (ii)-(v) D on the real batch (with decoders) and on the fake batch; one
     # pass over the fake batch serves both L_fake and L_G.
@@ -188,6 +223,8 @@ def make_train_step(config, g: models.Generator, d: models.Discriminator) -> Cal
       (real_logits, rec_full, rec_crop), upd = d.apply(
           {"params": d_params, "batch_stats": state.d_stats}, x, cond, train=True,
           crop_offsets=offsets, mutable=["batch_stats"])
+      if use_diff:
+        fake = augment_lib.diff_augment(k_diff_fake, fake, **diff)
       fake_logits, upd = d.apply(
           {"params": d_params, "batch_stats": upd["batch_stats"]}, fake, cond, train=True,
           mutable=["batch_stats"])
@@ -202,6 +239,11 @@ def make_train_step(config, g: models.Generator, d: models.Discriminator) -> Cal
     one, zero = jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32)
     d_grads, _ = d_vjp((one, zero))          # dL_D / dD
     _, fake_grad = d_vjp((zero, one))        # dL_G / dfake
+    if ms_weight > 0:
+      (l_ms, ratio), ms_grad = jax.value_and_grad(
+          lambda f: losses.mode_seeking_loss(f[:b], f[b:], spread, ms_target), has_aux=True)(fake_all)
+      fake_grad = jnp.concatenate([fake_grad, jnp.zeros_like(fake_grad)]) + ms_weight * ms_grad
+      metrics = {**metrics, "mode_seeking": l_ms, "pair_spread": ratio}
     (g_grads,) = g_vjp(fake_grad)            # dL_G / dG
 
     # (vi) both Adam updates at once.
@@ -211,7 +253,11 @@ def make_train_step(config, g: models.Generator, d: models.Discriminator) -> Cal
     d_params = optax.apply_updates(state.d_params, d_upd)
     ema = state.ema_params
     if ema_decay > 0:
-      ema = jax.tree_util.tree_map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema, g_params)
+      # With warm-up the decay grows as (1 + t) / (10 + t) up to ema_decay, so the
+      # average forgets the random initial weights within the first epochs.
+      t = state.step.astype(jnp.float32)
+      decay = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t)) if ema_warmup else ema_decay
+      ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p, ema, g_params)
     new_state = state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats,
                               d_params=d_params, d_stats=d_stats, g_opt=g_opt, d_opt=d_opt,
                               ema_params=ema)
@@ -297,11 +343,11 @@ def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = Non
     return jax.random.permutation(perm_key, num_slices)[: steps * b].reshape(steps, b)
 
   def gather(data: DeviceData, idx):
-    return data.slices[idx], data.cond[idx], data.flip_ok[idx]
+    return data.slices[idx], data.cond[idx], data.flip_ok[idx], data.spread[idx]
 
-  def step_on_batch(state: TrainState, real3, cond, flip_ok):
+  def step_on_batch(state: TrainState, real3, cond, flip_ok, spread):
     key = jax.random.fold_in(state.key, state.step)
-    return train_step(state, split(real3), split(cond), split(flip_ok), key)
+    return train_step(state, split(real3), split(cond), split(flip_ok), split(spread), key)
 
   if num_seeds > 1:
     one_seed_order = epoch_order
@@ -340,31 +386,57 @@ def device_data(ds: dataset_lib.SliceDataset, levels) -> DeviceData:
   slices = augment_lib.normalise(jnp.asarray(ds.slices))
   cond = jnp.asarray(conditions.encode(levels, ds.level, ds.pattern))
   flip_ok = jnp.asarray(np.isin(ds.pattern, ("normal", "bilateral")))
-  return DeviceData(slices=slices, cond=cond, flip_ok=flip_ok)
+  spread = condition_spread(np.asarray(slices[:, 1]), ds.level, ds.pattern)
+  return DeviceData(slices=slices, cond=cond, flip_ok=flip_ok, spread=jnp.asarray(spread))
+
+
+def condition_spread(images: np.ndarray, level, pattern, pairs: int = 2000, seed: int = 0) -> np.ndarray:
+  """[N] mean |x_i - x_j| over random pairs of slices of each slice's (level, pattern),
+  in the networks' range [-1, 1]: how far apart two real slices of a condition are.
+
+  images: [N, 64, 64] max-normalised to [0, 1]. A condition with one slice gets the
+  mean over all conditions.
+  """
+  rng = np.random.default_rng(seed)
+  level, pattern = np.asarray(level).astype(str), np.asarray(pattern).astype(str)
+  out = np.full(len(images), np.nan, np.float32)
+  for key in set(zip(level, pattern)):
+    idx = np.flatnonzero((level == key[0]) & (pattern == key[1]))
+    if len(idx) < 2:
+      continue
+    i, j = rng.choice(idx, pairs), rng.choice(idx, pairs)
+    keep = i != j
+    out[idx] = 2.0 * np.mean(np.abs(images[i[keep]] - images[j[keep]]))
+  if np.isnan(out).all():
+    return np.ones(len(images), np.float32)
+  return np.where(np.isnan(out), np.nanmean(out), out).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------
 # What sampling needs.
 # ----------------------------------------------------------------------------
-def sampler_variables(state: TrainState, config, g) -> dict:
+def sampler_variables(state: TrainState, config, g, train_cond: Array) -> dict:
   """Generator variables for sampling: weights and the statistics that fit them.
 
   With an EMA generator the running BatchNorm statistics of the raw weights do
-  not fit the averaged weights, so they are recomputed for the EMA weights.
+  not fit the averaged weights, so they are recomputed for the EMA weights, on
+  conditions drawn as often as training drew them (rows of `train_cond` [N, C],
+  the training set's condition vectors).
   """
   if config.optim.ema_decay > 0:
-    stats = recompute_batch_stats(g, state.ema_params, state.g_stats, config,
+    stats = recompute_batch_stats(g, state.ema_params, state.g_stats, config, train_cond,
                                   jax.random.fold_in(state.key, 0xE3A))
     return {"params": state.ema_params, "batch_stats": stats}
   return {"params": state.g_params, "batch_stats": state.g_stats}
 
 
-def recompute_batch_stats(g, params, stats, config, key, batches: int = 50, batch: int = 32):
+def recompute_batch_stats(g, params, stats, config, train_cond, key, batches: int = 50,
+                          batch: int = 32):
   """Runs G in training mode on `batches` random batches so that its BatchNorm
-  running statistics (momentum 0.9: 0.9**50 < 1%) describe `params`. The
-  spectral-norm vectors are kept as they are."""
-  levels = config.data.levels
-  conds = jnp.asarray(conditions.encode(levels, *zip(*conditions.all_conditions(levels))))
+  running statistics (momentum 0.9: 0.9**50 < 1%) describe `params`. Conditions
+  are rows of `train_cond` drawn uniformly, i.e. at the training frequencies (no
+  condition the data lacks). The spectral-norm vectors are kept as they are."""
+  conds = jnp.asarray(train_cond)
 
   def body(s, k):
     k_z, k_c, k_n = jax.random.split(k, 3)
@@ -545,7 +617,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
         # has this training state without its sampler checkpoint; write it now.
         if (last % every == 0 or last == config.num_epochs) and not ck.has_sampler(last):
           log(f"writing the missing sampler checkpoint of epoch {last} in {w}")
-          ck.save(last, None, sampler_variables(st, c, g))
+          ck.save(last, None, sampler_variables(st, c, g, data.cond))
       for _, w in runs:
         _truncate_metrics(w, last)
       if last >= config.num_epochs:
@@ -565,6 +637,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
     train_epoch = make_train_epoch(config, g, d, n, mesh=mesh, num_seeds=num_seeds)
     log("compiling the training step (about a minute on a CPU) ...")
     logs = [runlog.RunLog(w, config.log.tensorboard) for _, w in runs]
+    monitor = None
+    if config.log.monitor_every_epochs:
+      from spect_fastgan_jax.evaluation import monitor as monitor_lib
+      monitor = monitor_lib.Monitor(config, runs[0][1], dataset, g,
+                                    int(config.log.monitor_per_condition), log)
     progress = _progress(config, first_epoch)
     try:
       for epoch in range(first_epoch, config.num_epochs + 1):
@@ -585,13 +662,24 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
           st = state if num_seeds == 1 else _unstack(state, i)
           sampler = None
           if epoch % config.checkpoint.sampler_every_epochs == 0 or epoch == config.num_epochs:
-            sampler = sampler_variables(st, c, g)
+            sampler = sampler_variables(st, c, g, data.cond)
           ck.save(epoch, st, sampler)
           m["epoch_seconds"] = seconds
+          want_grid = config.log.sample_every_epochs and (
+              epoch % config.log.sample_every_epochs == 0 or epoch == config.num_epochs)
+          want_monitor = monitor is not None and (
+              epoch % config.log.monitor_every_epochs == 0 or epoch == config.num_epochs)
+          if (want_grid or want_monitor) and sampler is None:
+            sampler = sampler_variables(st, c, g, data.cond)
+          if want_monitor:
+            scores = monitor(sampler)
+            m.update({f"monitor/{k}": v for k, v in scores.items()})
+            warning = monitor.warning(scores)
+            if warning:
+              log(f"\nepoch {epoch}{f' (seed {c.seed})' if num_seeds > 1 else ''}: warning: {warning}")
           rl.write(epoch, m)
-          if config.log.sample_every_epochs and (epoch % config.log.sample_every_epochs == 0
-                                                 or epoch == config.num_epochs):
-            _log_grid(rl, w, epoch, sampler or sampler_variables(st, c, g), g, c)
+          if want_grid:
+            _log_grid(rl, w, epoch, sampler, g, c)
         progress.update(epoch, per_seed[0])
         if should_stop() and epoch < config.num_epochs:
           log(f"\nstopped after epoch {epoch}, whose checkpoint is saved; rerun the same command "
@@ -621,14 +709,20 @@ class _progress:
 
   def __init__(self, config, first_epoch):
     self._bar = None
+    self._last_monitor = {}
     if config.log.progress:
       from tqdm import tqdm
       self._bar = tqdm(total=config.num_epochs, initial=first_epoch - 1, unit="epoch",
                        file=sys.stderr, dynamic_ncols=True)
 
   def update(self, epoch, metrics):
+    if "monitor/diversity_min" in metrics:
+      self._last_monitor = {"div": f"{metrics['monitor/diversity_min']:.2f}",
+                            "acc": f"{metrics['monitor/accuracy']:.2f}",
+                            "dx": f"{metrics['monitor/centroid_offset_px']:+.2f}"}
     if self._bar is not None:
-      self._bar.set_postfix({k: f"{metrics[k]:.3f}" for k in METRICS})
+      self._bar.set_postfix({**{k: f"{metrics[k]:.3f}" for k in METRICS},
+                             **self._last_monitor})
       self._bar.update(1)
 
   def close(self):

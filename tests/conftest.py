@@ -34,6 +34,7 @@ def make_tiny(config):
   config.model.embed_dim = 8
   config.num_epochs = 2
   config.log.sample_every_epochs = 0
+  config.log.monitor_every_epochs = 0
   config.log.progress = False
   config.log.tensorboard = False
   return config

@@ -118,7 +118,8 @@ def test_bfloat16_compute_trains_with_float32_weights(tiny_config_a, toy_a):
   idx = jnp.arange(config.batch_size)
   history = []
   for i in range(4):  # bfloat16 convolutions are emulated on CPU, hence slow: few steps
-    state, m = step(state, data.slices[idx], data.cond[idx], data.flip_ok[idx], jax.random.PRNGKey(i))
+    state, m = step(state, data.slices[idx], data.cond[idx], data.flip_ok[idx], data.spread[idx],
+                    jax.random.PRNGKey(i))
     history.append({k: float(v) for k, v in m.items()})
   assert all(np.isfinite(v) for h in history for v in h.values())
   assert {x.dtype for x in jax.tree_util.tree_leaves(state.g_params)} == {jnp.dtype("float32")}

@@ -18,7 +18,7 @@ def _setup(config, ds):
   data = train.device_data(ds, config.data.levels)
   step = jax.jit(train.make_train_step(config, g, d))
   idx = jnp.arange(config.batch_size)
-  batch = (data.slices[idx], data.cond[idx], data.flip_ok[idx])
+  batch = (data.slices[idx], data.cond[idx], data.flip_ok[idx], data.spread[idx])
   return state, step, batch
 
 
@@ -160,7 +160,7 @@ def test_ema_generator_gets_statistics_that_fit_its_weights(tiny_config_a, toy_a
   state, step, batch = _setup(config, toy_a)
   for i in range(5):
     state, _ = step(state, *batch, jax.random.PRNGKey(i))
-  sampler = train.sampler_variables(state, config, g)
+  sampler = train.sampler_variables(state, config, g, batch[1])
   assert _trees_equal(sampler["params"], state.ema_params)
   assert not _trees_equal(sampler["params"], state.g_params)
   flat_new = jax.tree_util.tree_leaves_with_path(sampler["batch_stats"])

@@ -238,6 +238,11 @@ def score(pred: dict, level, pattern, side=None, levels: Sequence[str] = conditi
 
 # --- The cached classifier of a data set --------------------------------------
 
+def cache_dir(workdir: str) -> str:
+  """Where a run's classifiers are cached: <workdir>/evaluation/classifiers."""
+  return os.path.join(workdir, "evaluation", "classifiers")
+
+
 def cache_key(ds: SliceDataset, cfg) -> str:
   """Hash of the real data (slices and labels), the classifier config and CACHE_VERSION."""
   h = hashlib.sha256()

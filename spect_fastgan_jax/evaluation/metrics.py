@@ -19,7 +19,7 @@ from spect_fastgan_jax.data.stats import lr_ratio, normalise
 
 __all__ = ["normalise", "mean_counts", "image_sd", "lr_ratio", "mean_map", "sd_map",
            "mean_pixelwise_sd", "ms_ssim", "pairwise_ms_ssim", "frechet_distance",
-           "kernel_distance"]
+           "kernel_distance", "column_centroid"]
 
 
 def mean_counts(images: np.ndarray) -> np.ndarray:
@@ -154,3 +154,14 @@ def kernel_distance(a: np.ndarray, b: np.ndarray) -> float:
   n, m = len(a), len(b)
   return float((kaa.sum() - np.trace(kaa)) / (n * (n - 1))
                + (kbb.sum() - np.trace(kbb)) / (m * (m - 1)) - 2 * kab.mean())
+
+
+def column_centroid(images: np.ndarray) -> np.ndarray:
+  """images: [N, H, W] -> [N] intensity-weighted mean column (0 = the patient's right edge).
+
+  A left/right offset of a whole generated brain moves this and, because LR splits
+  the image at column W/2, biases LR without any defect.
+  """
+  x = normalise(images)
+  cols = np.arange(x.shape[-1], dtype=np.float64)
+  return (x.sum(axis=1) * cols).sum(axis=1) / np.maximum(x.sum(axis=(1, 2)), 1e-12)

@@ -1,0 +1,84 @@
+"""The diversity curve: fidelity of a fixed small sample, scored during training.
+
+Conditional mode collapse shows within 5-10 epochs (docs/fidelity.md), long before
+a run ends. Every `log.monitor_every_epochs` epochs training hands the sampler
+weights to a `Monitor`, which generates `log.monitor_per_condition` images of
+every condition the data has (fixed sample indices, so the curve follows one
+set of latents) and scores them with the evaluation's own metrics and cached
+classifier: the diversity ratio per condition, the condition accuracy, the
+pixel-wise SD ratio and the brain's left/right centroid offset.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import numpy as np
+
+from spect_fastgan_jax import conditions, sample
+from spect_fastgan_jax.data.dataset import SliceDataset
+from spect_fastgan_jax.evaluation import classifier, metrics, score
+from spect_fastgan_jax.evaluation.report import real_group
+
+
+class Monitor:
+  """Everything that does not change between epochs, prepared once: the real
+  group, the classifier (trained once per data set, cached under the workdir),
+  the real features and MS-SSIM, the compiled generator and the fixed latents."""
+
+  def __init__(self, config, workdir: str, ds: SliceDataset, g, per_condition: int,
+               log: Callable[[str], None] = lambda m: None):
+    ecfg = config.evaluate
+    self.levels = conditions.check_levels(config.data.levels)
+    self.pairs = int(ecfg.ms_ssim_pairs)
+    self.min_diversity = float(ecfg.select.min_diversity)
+    self.real = real_group(ds)
+    self.ref = classifier.reference(ds, ecfg.classifier, classifier.cache_dir(workdir), log)
+    self.real_pred = self.ref.trained.predict(self.real.images)
+    self.real_ms = score.real_ms_ssim(self.real, self.pairs)
+    self.real_centroid = float(np.mean(metrics.column_centroid(self.real.images)))
+    keys = [c for c in self.real.conditions() if self.real.mask(c[1], c[0]).sum() >= 2]
+    self.lv = np.array([l for l, _ in keys for _ in range(per_condition)])
+    self.pt = np.array([p for _, p in keys for _ in range(per_condition)])
+    self.cond = conditions.encode(self.levels, self.lv, self.pt)
+    self.index = np.arange(len(self.lv), dtype=np.int32)
+    self.seed = int(ecfg.seed)
+    self.z_dim = int(config.model.z_dim)
+    self.g = g
+    self.generate_fn = sample.make_generate_fn(g, self.z_dim)
+
+  def __call__(self, g_vars) -> dict:
+    """Scores of the sampler weights `g_vars`: `score_images` of the fixed sample, and
+    "monitor_seconds", the time it took."""
+    t = time.perf_counter()
+    images = sample.generate(self.g, g_vars, self.cond, self.seed, self.index, self.z_dim,
+                             batch_size=len(self.index), generate_fn=self.generate_fn)
+    return {**self.score_images(images), "monitor_seconds": time.perf_counter() - t}
+
+  def score_images(self, images: np.ndarray) -> dict:
+    """images: [N, 64, 64], one per row of the fixed sample (conditions self.lv, self.pt)
+    -> {"diversity_min", "diversity_mean", "accuracy", "sd_ratio_min", "sd_ratio_max",
+    "centroid_offset_px"}."""
+    fake = score.Group("generated", images, self.lv, self.pt)
+    pred = self.ref.trained.predict(fake.images)
+    acc = classifier.score(pred, fake.level, fake.pattern, None, self.levels)
+    div, sd = [], []
+    for l, p in fake.conditions():
+      key = f"{l}/{p}"
+      ms_fake = metrics.pairwise_ms_ssim(fake.images[fake.mask(p, l)], self.pairs)
+      div.append((1 - ms_fake) / max(1 - self.real_ms[key], 1e-9))
+      sd.append(metrics.mean_pixelwise_sd(fake.images[fake.mask(p, l)])
+                / max(metrics.mean_pixelwise_sd(self.real.images[self.real.mask(p, l)]), 1e-9))
+    return {"diversity_min": float(np.min(div)), "diversity_mean": float(np.mean(div)),
+            "accuracy": float(acc["overall"]),
+            "sd_ratio_min": float(np.min(sd)), "sd_ratio_max": float(np.max(sd)),
+            "centroid_offset_px": float(np.mean(metrics.column_centroid(images))) - self.real_centroid}
+
+  def warning(self, scores: dict) -> str | None:
+    """A line for the log when the sample's diversity is below the selection threshold."""
+    if scores["diversity_min"] < self.min_diversity:
+      return (f"diversity ratio {scores['diversity_min']:.2f} in the least varied condition is below "
+              f"{self.min_diversity} (evaluate.select.min_diversity): the generator may be collapsing")
+    return None

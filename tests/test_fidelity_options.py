@@ -1,0 +1,187 @@
+"""The fidelity options (docs/fidelity.md): each config field does what it says, and a
+short run with all of them on trains and logs the diversity curve."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import toy_dataset
+from spect_fastgan_jax import augment, conditions, losses, models, runlog, train
+from spect_fastgan_jax.evaluation import monitor as monitor_lib
+
+_quiet = lambda msg: None
+
+
+def _small_evaluate(config):
+  config.evaluate.classifier.widths = (4, 8, 8)
+  config.evaluate.classifier.features = 16
+  config.evaluate.classifier.steps = 20
+  config.evaluate.ms_ssim_pairs = 20
+  return config
+
+
+def _brain(b=6):
+  """[B, 64, 64, 1] in [-1, 1]: a bright disc on a zero-count (-1) background."""
+  yy, xx = np.mgrid[:64, :64]
+  img = np.where(np.hypot(yy - 30, xx - 34) < 20, 1.0, -1.0).astype(np.float32)
+  return jnp.asarray(np.repeat(img[None, :, :, None], b, 0))
+
+
+def test_diff_augment_moves_rows_only_and_passes_gradients():
+  x = _brain()
+  out = augment.diff_augment(jax.random.PRNGKey(0), x, max_shift=6)
+  # Columns keep their counts (a left/right move would change them), rows may not.
+  col_sums = lambda a: np.asarray(jnp.sum(a[..., 0] + 1, axis=1))
+  np.testing.assert_allclose(col_sums(out), col_sums(x), atol=1e-4)
+  assert not np.allclose(np.asarray(out), np.asarray(x))
+  grad = jax.grad(lambda a: jnp.sum(augment.diff_augment(jax.random.PRNGKey(0), a, max_shift=6,
+                                                         intensity=0.3, cutout=0.25)))(x)
+  assert float(jnp.abs(grad).sum()) > 0
+  # Everything off: the identity.
+  np.testing.assert_array_equal(np.asarray(augment.diff_augment(jax.random.PRNGKey(1), x)), np.asarray(x))
+
+
+def test_diff_augment_cutout_and_intensity():
+  x = _brain(8)
+  cut = augment.diff_augment(jax.random.PRNGKey(2), x, cutout=0.25)
+  erased = np.asarray((cut != x)[..., 0]).sum(axis=(1, 2))
+  assert (erased > 0).any() and (erased <= 16 * 16).all()
+  assert float(cut.min()) >= -1.0  # erased pixels are background, never below it
+  bright = augment.diff_augment(jax.random.PRNGKey(3), x, intensity=0.5)
+  gain = np.asarray((bright[..., 0] + 1).max(axis=(1, 2)) / 2.0)
+  assert ((gain >= 0.5) & (gain <= 1.5)).all() and gain.std() > 0.01
+  bg = np.asarray(x[..., 0] == -1)
+  assert np.all(np.asarray(bright[..., 0])[bg] == -1.0)  # zero counts stay zero
+
+
+def test_mode_seeking_pulls_identical_pairs_apart_and_stops_at_the_target():
+  a = _brain(4)
+  spread = jnp.full(4, 0.5)
+  loss, ratio = losses.mode_seeking_loss(a, a, spread, target=1.0)
+  assert float(loss) == pytest.approx(1.0) and float(ratio) == 0.0
+  grad_b = jax.grad(lambda b: losses.mode_seeking_loss(a, b, spread)[0])(a + 0.01)
+  # Descending the loss moves b away from a.
+  assert float(jnp.sum(grad_b * (a + 0.01 - a))) < 0
+  far = a + 0.6  # mean |a - b| = 0.6 > 0.5 * target
+  loss_far, ratio_far = losses.mode_seeking_loss(a, far, spread, target=1.0)
+  assert float(loss_far) == 0.0 and float(ratio_far) == pytest.approx(1.2)
+  assert float(jnp.abs(jax.grad(lambda b: losses.mode_seeking_loss(a, b, spread)[0])(far)).sum()) == 0
+
+
+def test_condition_spread_is_per_condition():
+  rng = np.random.default_rng(0)
+  images = np.concatenate([np.full((5, 64, 64), 0.5), rng.uniform(0, 1, (5, 64, 64))]).astype(np.float32)
+  level = ["BG"] * 10
+  pattern = ["normal"] * 5 + ["unilateral"] * 5
+  s = train.condition_spread(images, level, pattern)
+  assert np.all(s[:5] == 0)                                    # identical slices: no spread
+  assert np.allclose(s[5:], s[5]) and 0.5 < s[5] < 0.8         # uniform pairs: 2 * 1/3 in [-1, 1]
+
+
+def test_generator_and_discriminator_condition_modes(tiny_config_a):
+  config = tiny_config_a
+  z = jax.random.normal(jax.random.PRNGKey(0), (2, config.model.z_dim))
+  keys = jax.random.split(jax.random.PRNGKey(1), 2)
+  y = jnp.asarray(conditions.encode(config.data.levels, ["BG", "BG"], ["normal", "unilateral"]))
+  x = _brain(2)
+  for g_cond, d_cond in (("cbn", "projection"), ("concat", "both")):
+    config.model.g_cond, config.model.d_cond = g_cond, d_cond
+    config.model.noise_full_res = True
+    g, d = models.from_config(config.model, 6)
+    gv = g.init({"params": jax.random.PRNGKey(2)}, z, y, keys, train=False)
+    dv = d.init({"params": jax.random.PRNGKey(3)}, x, y, train=False)
+    assert "noise0" in gv["params"]["up64"]
+    if g_cond == "cbn":  # a condition-dependent scale and shift in every block of G
+      assert any("Dense" in k for k in gv["params"]["up16"])
+    if d_cond in ("projection", "both"):
+      assert "proj_embed" in dv["params"]
+    # With the projection head's embedding set, D's logits depend on y even where
+    # the input channels are off.
+    dv = jax.tree_util.tree_map(lambda a: a, dv)
+    emb = dv["params"]["proj_embed"]["w"]["kernel"]
+    dv["params"]["proj_embed"]["w"]["kernel"] = emb + jax.random.normal(jax.random.PRNGKey(4), emb.shape)
+    l0 = d.apply(dv, x[:1], y[:1], train=False)
+    l1 = d.apply(dv, x[:1], y[1:], train=False)
+    assert not np.allclose(np.asarray(l0), np.asarray(l1))
+  # Without noise at 64 px the parameter tree is the paper's.
+  config.model.noise_full_res, config.model.g_cond = False, "concat"
+  g, _ = models.from_config(config.model, 6)
+  assert "noise0" not in g.init({"params": jax.random.PRNGKey(2)}, z, y, keys, train=False)["params"]["up64"]
+
+
+@pytest.mark.parametrize("field,value", [("model.g_cond", "film"), ("model.d_cond", "late"),
+                                         ("loss.mode_seeking", -0.1), ("augment.diff_shift", 40),
+                                         ("augment.diff_cutout", 1.5), ("augment.diff_intensity", 1.0),
+                                         ("log.monitor_every_epochs", -1),
+                                         ("log.monitor_per_condition", 1)])
+def test_bad_fidelity_values_are_named(tiny_config_a, field, value):
+  block, name = field.split(".")
+  tiny_config_a[block][name] = value
+  with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+    train.check_config(tiny_config_a)
+
+
+def test_sampler_statistics_come_from_the_training_conditions(tiny_config_a, toy_a):
+  config = tiny_config_a
+  config.optim.ema_decay = 0.9
+  g, d = models.from_config(config.model, 6)
+  state = train.create_train_state(config, g, d)
+  state = state.replace(ema_params=jax.tree_util.tree_map(lambda p: p * 1.1, state.ema_params))
+  levels = config.data.levels
+  only_a = conditions.encode(levels, ["CER"], ["normal"])
+  only_b = conditions.encode(levels, ["COR"], ["bilateral"])
+  stats = lambda rows: jax.tree_util.tree_leaves(train.sampler_variables(state, config, g, rows)["batch_stats"])
+  same = [np.allclose(a, b) for a, b in zip(stats(only_a), stats(np.repeat(only_a, 7, 0)))]
+  assert all(same)  # drawn from the rows given, whatever their number
+  assert not all(np.allclose(a, b) for a, b in zip(stats(only_a), stats(only_b)))
+
+
+def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tmp_path, tiny_config_a):
+  config = _small_evaluate(tiny_config_a)
+  config.num_epochs = 2
+  config.optim.b1 = 0.5
+  config.optim.ema_decay = 0.999        # crashed at step 1 before (a donated buffer twice)
+  config.optim.ema_warmup = True
+  config.loss.mode_seeking = 0.5
+  config.loss.mode_seeking_target = 0.8
+  config.augment.diff_shift = 4
+  config.augment.diff_cutout = 0.2
+  config.augment.diff_intensity = 0.2
+  config.model.noise_full_res = True
+  config.model.g_cond = "cbn"
+  config.model.d_cond = "both"
+  config.log.monitor_every_epochs = 1
+  config.log.monitor_per_condition = 4
+  said = []
+  train.train(config, str(tmp_path), toy_dataset(3), log=said.append)
+  records = runlog.read(str(tmp_path))
+  assert [r["epoch"] for r in records] == [1, 2]
+  for r in records:
+    assert all(np.isfinite(r[k]) for k in r)
+    assert 0 <= r["monitor/accuracy"] <= 1 and r["monitor/diversity_min"] >= 0
+    assert r["mode_seeking"] >= 0 and r["pair_spread"] > 0
+    assert r["monitor/monitor_seconds"] > 0
+
+
+def test_monitor_scores_real_images_as_real_and_flags_a_collapse(tmp_path, tiny_config_a):
+  config = _small_evaluate(tiny_config_a)
+  ds = toy_dataset(6, seed=1)
+  g, _ = models.from_config(config.model, 6)
+  mon = monitor_lib.Monitor(config, str(tmp_path), ds, g, per_condition=6, log=_quiet)
+  # The real slices themselves, in the sample's condition order: as diverse as real.
+  real = np.concatenate([ds.slices[(np.asarray(ds.level) == l) & (np.asarray(ds.pattern) == p), 1]
+                         for l, p in zip(mon.lv[::6], mon.pt[::6])])
+  as_real = mon.score_images(real)
+  assert as_real["diversity_min"] > 0.6 and abs(as_real["centroid_offset_px"]) < 1e-6
+  # One image per condition, repeated: no diversity, and a warning.
+  collapsed = np.repeat(real[::6], 6, axis=0)
+  scores = mon.score_images(collapsed)
+  assert scores["diversity_min"] < 0.05 and scores["sd_ratio_max"] < 0.05
+  assert "collapsing" in mon.warning(scores)
+  # A brain moved 2 columns towards the patient's left shows as a positive offset, one
+  # moved towards the right as the same negative one (less than 2 px: the toy slices'
+  # uniform background noise wraps round and stays centred).
+  left = mon.score_images(np.roll(real, 2, axis=2))["centroid_offset_px"]
+  right = mon.score_images(np.roll(real, -2, axis=2))["centroid_offset_px"]
+  assert 1.0 < left <= 2.0 and right == pytest.approx(-left, abs=0.1)
