@@ -52,6 +52,13 @@ def get_config() -> ml_collections.ConfigDict:
   # How the condition enters D: 'input' (paper: C constant channels beside the image),
   # 'projection' (a projection head on the output block) or 'both'.
   config.model.d_cond = "input"
+  # Row and column coordinate channels at D's input (CoordConv), so D sees where the
+  # brain sits in the field of view. Paper: False.
+  config.model.d_coords = False
+  # The networks' value for a slice's maximum count (zero counts are -1). Paper: 1.0,
+  # where G's tanh saturates; below 1 leaves G headroom for its brightest pixels,
+  # and samples are then divided by their own maximum (augment.py).
+  config.model.output_peak = 1.0
 
   # --- Losses (paper Eqs. 1-5). ---
   config.loss = ml_collections.ConfigDict()
@@ -77,6 +84,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.blend = True         # Eq. 6: w*z1 + (1-w)*z2, z2 the slice above or below
   config.augment.max_shift = 2        # anterior-posterior shift in [-max_shift, max_shift] px, zero fill
   config.augment.flip = True          # left-right flip, p = 0.5, normal and bilateral only
+  # Divide each blended slice by its own maximum again, so every real slice D sees
+  # peaks at 1 as the evaluation's max-normalised slices do (augment.py). Paper: False.
+  config.augment.renormalise = False
   # Differentiable augmentation of what D sees, real AND fake alike (DiffAugment;
   # augment.diff_augment). Paper: none (all 0).
   config.augment.diff_shift = 0       # anterior-posterior shift up to N px (never left/right)
@@ -107,4 +117,58 @@ def get_config() -> ml_collections.ConfigDict:
   # --- Evaluation and epoch selection (--mode=evaluate, --mode=select); each field is
   # commented in spect_fastgan_jax/evaluation/config.py. ---
   config.evaluate = evaluate_config.get_config()
+  return config
+
+
+# Variants, chosen after the config file's name: --config=configs/dataset_a.py:cpu.
+VARIANTS = {
+    "": "the paper's settings (1000 epochs at the default widths: a GPU schedule)",
+    "paper": "the same as no variant: exactly the paper's settings",
+    "recipe": "the fidelity recipe (docs/fidelity.md) at the default widths",
+    "cpu": "the fidelity recipe at reduced widths, trained in under an hour on a 2-core CPU",
+    "cpu_paper": "the paper's settings on the CPU schedule (widths, epochs): the recipe's baseline",
+}
+
+
+def fidelity_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The changes to the paper's training that docs/fidelity.md measured to stop
+  conditional mode collapse and draw the conditions; each is one config field."""
+  config.optim.b1 = 0.5
+  config.optim.ema_decay = 0.999
+  config.optim.ema_warmup = True
+  config.loss.mode_seeking = 1.0
+  config.loss.mode_seeking_target = 1.0
+  config.augment.diff_shift = 6
+  config.augment.renormalise = True
+  config.model.output_peak = 0.8
+  config.model.noise_full_res = True
+  config.model.g_cond = "cbn"
+  config.model.d_cond = "projection"
+  return config
+
+
+def cpu_schedule(config: ml_collections.ConfigDict, recipe: bool = True) -> ml_collections.ConfigDict:
+  """Widths and a length that fit an hour on a 2-core CPU; with the recipe unless
+  `recipe` is False (then the paper's settings, for comparison)."""
+  if recipe:
+    fidelity_recipe(config)
+  config.model.g_channels = (64, 32, 32, 16, 16)
+  config.model.d_channels = (16, 16, 32, 64)
+  config.model.d_out_channels = 64
+  config.model.dec_channels = (32, 16, 16)
+  config.num_epochs = 120
+  config.log.sample_every_epochs = 10
+  return config
+
+
+def with_variant(config: ml_collections.ConfigDict, variant: str | None) -> ml_collections.ConfigDict:
+  """`config` changed as `variant` (a key of VARIANTS) says; an unknown one is an error."""
+  variant = variant or ""
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown config variant {variant!r}; known: "
+                     + "; ".join(f"{k or '(none)'}: {v}" for k, v in VARIANTS.items()))
+  if variant == "recipe":
+    return fidelity_recipe(config)
+  if variant in ("cpu", "cpu_paper"):
+    return cpu_schedule(config, recipe=variant == "cpu")
   return config

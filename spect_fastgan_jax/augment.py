@@ -6,6 +6,13 @@
    zero fill. Rows run anterior -> posterior, so this is a shift along rows.
 3. Left-right flip with p = 0.5, only where `flip_ok` (normal and bilateral
    slices): flipping a unilateral slice would move its defect to the other side.
+
+With `renormalise` (not in the paper) the blended slice is divided by its own
+maximum again. A blend of two max-normalised slices peaks below 1 (their hottest
+pixels lie in different places), so without it D learns real slices whose peak
+is ~0.93 and G copies that: its images then have the real mean counts but a low
+peak, i.e. a mean count ratio MC (mean / max) ~8 % above the real slices' in the
+paper's test (docs/fidelity.md).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ def shift_rows(images: Array, shifts: Array) -> Array:
 
 
 def augment(key: Array, slices: Array, flip_ok: Array, *, blend: bool = True,
-            max_shift: int = 2, flip: bool = True) -> Array:
+            max_shift: int = 2, flip: bool = True, renormalise: bool = False) -> Array:
   """Augments a batch of real slices.
 
   Args:
@@ -51,6 +58,8 @@ def augment(key: Array, slices: Array, flip_ok: Array, *, blend: bool = True,
     above = jax.random.bernoulli(k_side, 0.5, (b, 1, 1))
     neighbour = jnp.where(above, slices[:, 2], slices[:, 0])
     image = w * image + (1.0 - w) * neighbour
+    if renormalise:
+      image = normalise(image)
   if max_shift > 0:
     t = jax.random.randint(k_shift, (b,), -max_shift, max_shift + 1)
     image = shift_rows(image, t)
@@ -60,9 +69,23 @@ def augment(key: Array, slices: Array, flip_ok: Array, *, blend: bool = True,
   return image
 
 
-def to_model_range(images: Array) -> Array:
-  """[B, 64, 64] in [0, 1] -> [B, 64, 64, 1] in [-1, 1], the networks' input."""
-  return (images * 2.0 - 1.0)[..., None]
+def to_model_range(images: Array, peak: float = 1.0) -> Array:
+  """[B, 64, 64] in [0, 1] -> [B, 64, 64, 1] in [-1, peak], the networks' input.
+
+  Zero counts map to -1 and a slice's maximum (1) to `peak` (config field
+  model.output_peak). The paper's 1.0 puts every real slice's hottest pixel where
+  G's tanh saturates, so G can only approach it by compressing its brightest
+  pixels together; a peak below 1 leaves it headroom (docs/fidelity.md).
+  """
+  return (images * (1.0 + peak) - 1.0)[..., None]
+
+
+def from_model_range(images: Array, peak: float = 1.0) -> Array:
+  """G's output [B, 64, 64, 1] in [-1, 1] -> [B, 64, 64] in [0, 1], inverting
+  `to_model_range`. With peak 1 (the paper) that is (x + 1) / 2; with a lower peak
+  each image is divided by its own maximum, as every real slice is normalised."""
+  x = (images[..., 0] + 1.0) / 2.0
+  return x if peak == 1.0 else normalise(x)
 
 
 def diff_augment(key: Array, images: Array, *, max_shift: int = 0, cutout: float = 0.0,

@@ -291,6 +291,9 @@ class Generator(nn.Module):
       32 px only), so that G can draw the fine count noise of real slices.
     cond: how y enters: "concat" (the paper: y joins z before the dense layer) or
       "cbn" (also conditional BatchNorm in every block, see `norm`).
+    output_peak: the output value that stands for a slice's maximum count
+      (augment.to_model_range); sampling maps outputs back with it. No parameter
+      depends on it.
   """
   channels: Sequence[int] = (256, 128, 128, 64, 32)
   embed_dim: int = 64
@@ -301,6 +304,7 @@ class Generator(nn.Module):
   conv_impl: str = "xla"
   noise_full_res: bool = False
   cond: str = "concat"
+  output_peak: float = 1.0
 
   @nn.compact
   def __call__(self, z: Array, y: Array, noise_keys: Array, train: bool) -> Array:
@@ -376,6 +380,9 @@ class Discriminator(nn.Module):
     cond: how y enters: "input" (the paper: C constant image channels beside x),
       "projection" (a projection head, Miyato & Koyama 2018: each patch logit gains
       <embed(y), features> over its 4x4 window of the output block), or "both".
+    coords: two more input channels holding each pixel's row and column in [-1, 1]
+      (CoordConv, Liu et al. 2018), so D can judge where the brain sits: a sub-pixel
+      left/right offset of a whole generated brain biases the left/right ratio.
   """
   channels: Sequence[int] = (32, 64, 128, 256)
   out_channels: int = 256
@@ -384,6 +391,7 @@ class Discriminator(nn.Module):
   dtype: Dtype = jnp.float32
   conv_impl: str = "xla"
   cond: str = "input"
+  coords: bool = False
 
   @nn.compact
   def __call__(self, x: Array, y: Array, train: bool, crop_offsets: Array | None = None):
@@ -396,6 +404,11 @@ class Discriminator(nn.Module):
     if self.cond in ("input", "both"):
       cond = jnp.broadcast_to(y[:, None, None, :].astype(x.dtype), (b, hh, ww, y.shape[-1]))
       inp = jnp.concatenate([x, cond], axis=-1)
+    if self.coords:
+      r = jnp.linspace(-1.0, 1.0, hh, dtype=x.dtype)
+      c = jnp.linspace(-1.0, 1.0, ww, dtype=x.dtype)
+      grid = jnp.stack(jnp.meshgrid(r, c, indexing="ij"), axis=-1)
+      inp = jnp.concatenate([inp, jnp.broadcast_to(grid, (b, hh, ww, 2))], axis=-1)
     h = Conv(self.channels[0], 3, spectral_norm=sn, dtype=dt, name="in_conv")(inp, train)
     h = nn.leaky_relu(h, 0.2)
     b0 = DownBlockComp(self.channels[1], sn, dt, name="down32")(h, train)
@@ -455,6 +468,10 @@ def from_config(model_config, cond_dim: int) -> tuple[Generator, Discriminator]:
     raise ValueError("config field model.dec_channels needs 3 widths (16, 32, 64 px), "
                      f"got {list(model_config.dec_channels)}")
   g_cond, d_cond = model_config.get("g_cond", "concat"), model_config.get("d_cond", "input")
+  peak = model_config.get("output_peak", 1.0)
+  if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not 0 < peak <= 1:
+    raise ValueError(f"config field model.output_peak must be a number in (0, 1], got {peak!r}")
+  peak = float(peak)
   if g_cond not in G_CONDS:
     raise ValueError(f"config field model.g_cond must be one of {G_CONDS}, got {g_cond!r}")
   if d_cond not in D_CONDS:
@@ -468,10 +485,10 @@ def from_config(model_config, cond_dim: int) -> tuple[Generator, Discriminator]:
                 spectral_norm=bool(model_config.spectral_norm),
                 sle_slope=float(model_config.sle_slope), dtype=dtype, conv_impl=conv_impl,
                 noise_full_res=bool(model_config.get("noise_full_res", False)),
-                cond=g_cond)
+                cond=g_cond, output_peak=peak)
   d = Discriminator(channels=tuple(int(c) for c in model_config.d_channels),
                     out_channels=int(model_config.d_out_channels),
                     dec_channels=tuple(int(c) for c in model_config.dec_channels),
                     spectral_norm=bool(model_config.spectral_norm), dtype=dtype, conv_impl=conv_impl,
-                    cond=d_cond)
+                    cond=d_cond, coords=bool(model_config.get("d_coords", False)))
   return g, d

@@ -26,9 +26,11 @@ def _log(msg: str) -> None:
 
 
 def default_workdir(config_path: str) -> str:
-  """runs/<config file stem>, e.g. runs/dataset_a."""
-  stem = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
-  return os.path.join("runs", stem)
+  """runs/<config file stem>[_<variant>], e.g. runs/dataset_a, or runs/dataset_a_cpu
+  for configs/dataset_a.py:cpu."""
+  path, _, variant = config_path.partition(":")
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join("runs", f"{stem}_{variant}" if variant else stem)
 
 
 def run_config(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:

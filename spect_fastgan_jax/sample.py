@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spect_fastgan_jax import checkpoints, conditions, models, outputs, provenance
+from spect_fastgan_jax import augment, checkpoints, conditions, models, outputs, provenance
 
 # Pixel size written into the NIfTI stacks: the simulated set's in-plane spacing
 # (a 64 x 64 matrix of ~4 mm pixels covers the head, as the paper's scans do).
@@ -38,7 +38,7 @@ def make_generate_fn(g: models.Generator, z_dim: int) -> Callable:
     z_keys, noise_keys = sample_keys(seed, index)
     z = jax.vmap(lambda k: jax.random.normal(k, (z_dim,)))(z_keys)
     out = g.apply(g_vars, z, cond, noise_keys, train=False)
-    return (out[..., 0] + 1.0) / 2.0
+    return augment.from_model_range(out, g.output_peak)
 
   return generate
 

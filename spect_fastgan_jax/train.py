@@ -113,8 +113,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     v = config.loss[f]
     need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
          f"loss.{f}", v, "must be a number >= 0")
-  need(isinstance(config.model.noise_full_res, bool), "model.noise_full_res",
-       config.model.noise_full_res, "must be True or False")
+  for f in ("noise_full_res", "d_coords"):
+    need(isinstance(config.model[f], bool), f"model.{f}", config.model[f], "must be True or False")
+  need(isinstance(config.augment.renormalise, bool), "augment.renormalise", config.augment.renormalise,
+       "must be True or False")
   need(config.loss.recon_distance in ("l1", "l2"), "loss.recon_distance",
        config.loss.recon_distance, "must be 'l1' or 'l2'")
   for f in ("sample_every_epochs", "monitor_every_epochs"):
@@ -197,7 +199,8 @@ def make_train_step(config, g: models.Generator, d: models.Discriminator) -> Cal
     b = real3.shape[0]
     k_aug, k_z, k_noise, k_crop, k_diff = jax.random.split(key, 5)
     x = augment_lib.to_model_range(augment_lib.augment(
-        k_aug, real3, flip_ok, blend=aug.blend, max_shift=aug.max_shift, flip=aug.flip))
+        k_aug, real3, flip_ok, blend=aug.blend, max_shift=aug.max_shift, flip=aug.flip,
+        renormalise=bool(aug.get("renormalise", False))), g.output_peak)
     k_diff_real, k_diff_fake = jax.random.split(k_diff)
     if use_diff:
       x = augment_lib.diff_augment(k_diff_real, x, **diff)
@@ -430,6 +433,15 @@ def sampler_variables(state: TrainState, config, g, train_cond: Array) -> dict:
   return {"params": state.g_params, "batch_stats": state.g_stats}
 
 
+def make_sampler_fn(config, g) -> Callable:
+  """Jitted (state, train_cond) -> sampler_variables(state, config, g, train_cond).
+
+  Compiled once per run: run eagerly, the EMA statistics' scan is traced and
+  compiled again at every call, 8-16 s per epoch at the CPU schedule's widths.
+  """
+  return jax.jit(lambda state, train_cond: sampler_variables(state, config, g, train_cond))
+
+
 def recompute_batch_stats(g, params, stats, config, train_cond, key, batches: int = 50,
                           batch: int = 32):
   """Runs G in training mode on `batches` random batches so that its BatchNorm
@@ -617,7 +629,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
         # has this training state without its sampler checkpoint; write it now.
         if (last % every == 0 or last == config.num_epochs) and not ck.has_sampler(last):
           log(f"writing the missing sampler checkpoint of epoch {last} in {w}")
-          ck.save(last, None, sampler_variables(st, c, g, data.cond))
+          ck.save(last, None, make_sampler_fn(c, g)(st, data.cond))
       for _, w in runs:
         _truncate_metrics(w, last)
       if last >= config.num_epochs:
@@ -635,6 +647,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
         + (f", {num_seeds} seeds" if num_seeds > 1 else "")
         + (f", batch split over {mesh.size} devices" if mesh.size > 1 else ""))
     train_epoch = make_train_epoch(config, g, d, n, mesh=mesh, num_seeds=num_seeds)
+    # Seeds differ only in their key, which the state carries: one function serves all.
+    sampler_fn = make_sampler_fn(config, g)
     log("compiling the training step (about a minute on a CPU) ...")
     logs = [runlog.RunLog(w, config.log.tensorboard) for _, w in runs]
     monitor = None
@@ -662,7 +676,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
           st = state if num_seeds == 1 else _unstack(state, i)
           sampler = None
           if epoch % config.checkpoint.sampler_every_epochs == 0 or epoch == config.num_epochs:
-            sampler = sampler_variables(st, c, g, data.cond)
+            sampler = sampler_fn(st, data.cond)
           ck.save(epoch, st, sampler)
           m["epoch_seconds"] = seconds
           want_grid = config.log.sample_every_epochs and (
@@ -670,7 +684,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
           want_monitor = monitor is not None and (
               epoch % config.log.monitor_every_epochs == 0 or epoch == config.num_epochs)
           if (want_grid or want_monitor) and sampler is None:
-            sampler = sampler_variables(st, c, g, data.cond)
+            sampler = sampler_fn(st, data.cond)
           if want_monitor:
             scores = monitor(sampler)
             m.update({f"monitor/{k}": v for k, v in scores.items()})

@@ -1,13 +1,16 @@
 """The fidelity options (docs/fidelity.md): each config field does what it says, and a
 short run with all of them on trains and logs the diversity curve."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import toy_dataset
-from spect_fastgan_jax import augment, conditions, losses, models, runlog, train
+from configs import dataset_a, dataset_b
+from conftest import make_tiny, toy_dataset
+from spect_fastgan_jax import augment, conditions, losses, models, modes, runlog, train
 from spect_fastgan_jax.evaluation import monitor as monitor_lib
 
 _quiet = lambda msg: None
@@ -104,6 +107,11 @@ def test_generator_and_discriminator_condition_modes(tiny_config_a):
     l0 = d.apply(dv, x[:1], y[:1], train=False)
     l1 = d.apply(dv, x[:1], y[1:], train=False)
     assert not np.allclose(np.asarray(l0), np.asarray(l1))
+  # Coordinate channels: two more input channels (row, column) beside image and condition.
+  config.model.d_coords, config.model.d_cond = True, "input"
+  _, d = models.from_config(config.model, 6)
+  dv = d.init({"params": jax.random.PRNGKey(3)}, x, y, train=False)
+  assert dv["params"]["in_conv"]["w"]["kernel"].shape[2] == 1 + 6 + 2
   # Without noise at 64 px the parameter tree is the paper's.
   config.model.noise_full_res, config.model.g_cond = False, "concat"
   g, _ = models.from_config(config.model, 6)
@@ -137,20 +145,32 @@ def test_sampler_statistics_come_from_the_training_conditions(tiny_config_a, toy
   assert not all(np.allclose(a, b) for a, b in zip(stats(only_a), stats(only_b)))
 
 
-def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tmp_path, tiny_config_a):
-  config = _small_evaluate(tiny_config_a)
+def test_config_variants():
+  paper, cpu = dataset_a.get_config(), dataset_a.get_config("cpu")
+  assert paper.to_dict() == dataset_a.get_config("paper").to_dict()
+  assert paper.optim.b1 == 0.9 and paper.loss.mode_seeking == 0 and paper.optim.ema_decay == 0
+  assert cpu.loss.mode_seeking > 0 and cpu.model.g_channels != paper.model.g_channels
+  cpu_paper = dataset_a.get_config("cpu_paper")
+  assert cpu_paper.model.g_channels == cpu.model.g_channels and cpu_paper.num_epochs == cpu.num_epochs
+  assert cpu_paper.optim.to_dict() == paper.optim.to_dict() and cpu_paper.loss.to_dict() == paper.loss.to_dict()
+  recipe_b = dataset_b.get_config("recipe")
+  assert recipe_b.data.levels == ("COR",) and recipe_b.model.g_channels == paper.model.g_channels
+  assert recipe_b.loss.mode_seeking == cpu.loss.mode_seeking
+  with pytest.raises(ValueError, match="unknown config variant 'gpu'"):
+    dataset_a.get_config("gpu")
+  assert modes.default_workdir("configs/dataset_a.py:cpu") == os.path.join("runs", "dataset_a_cpu")
+  assert modes.default_workdir("configs/dataset_b.py") == os.path.join("runs", "dataset_b")
+
+
+def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tmp_path):
+  # The CPU schedule's recipe at tiny widths, with the options it leaves off turned on.
+  config = _small_evaluate(make_tiny(dataset_a.get_config("cpu")))
   config.num_epochs = 2
-  config.optim.b1 = 0.5
   config.optim.ema_decay = 0.999        # crashed at step 1 before (a donated buffer twice)
-  config.optim.ema_warmup = True
-  config.loss.mode_seeking = 0.5
   config.loss.mode_seeking_target = 0.8
-  config.augment.diff_shift = 4
   config.augment.diff_cutout = 0.2
-  config.augment.diff_intensity = 0.2
-  config.model.noise_full_res = True
-  config.model.g_cond = "cbn"
   config.model.d_cond = "both"
+  config.model.d_coords = True
   config.log.monitor_every_epochs = 1
   config.log.monitor_per_condition = 4
   said = []
@@ -185,3 +205,17 @@ def test_monitor_scores_real_images_as_real_and_flags_a_collapse(tmp_path, tiny_
   left = mon.score_images(np.roll(real, 2, axis=2))["centroid_offset_px"]
   right = mon.score_images(np.roll(real, -2, axis=2))["centroid_offset_px"]
   assert 1.0 < left <= 2.0 and right == pytest.approx(-left, abs=0.1)
+
+
+def test_renormalised_blends_peak_at_one_like_the_evaluated_slices():
+  rng = np.random.default_rng(0)
+  slices = jnp.asarray(rng.uniform(0, 1, (16, 3, 64, 64)).astype(np.float32) ** 4)
+  slices = augment.normalise(slices)
+  key = jax.random.PRNGKey(0)
+  plain = augment.augment(key, slices, jnp.ones(16, bool), max_shift=0)
+  renorm = augment.augment(key, slices, jnp.ones(16, bool), max_shift=0, renormalise=True)
+  assert float(plain.max(axis=(1, 2)).min()) < 0.99    # a blend peaks below 1
+  np.testing.assert_allclose(np.asarray(renorm.max(axis=(1, 2))), 1.0, rtol=1e-6)
+  # The same blend, only rescaled.
+  np.testing.assert_allclose(np.asarray(renorm * plain.max(axis=(1, 2), keepdims=True)),
+                             np.asarray(plain), rtol=1e-5, atol=1e-7)
