@@ -77,7 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.b1 = 0.9
   config.optim.b2 = 0.999
   config.optim.ema_decay = 0.0        # EMA copy of G for sampling; 0 disables it (paper: none)
-  config.optim.ema_warmup = True      # EMA decay ramps as (1+t)/(10+t) up to ema_decay
+  config.optim.ema_warmup = False     # EMA decay ramps as (1+t)/(10+t) up to ema_decay
 
   # --- Augmentation of real slices, on device (paper). ---
   config.augment = ml_collections.ConfigDict()

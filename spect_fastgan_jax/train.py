@@ -195,6 +195,10 @@ def make_train_step(config, g: models.Generator, d: models.Discriminator) -> Cal
               intensity=float(aug.get("diff_intensity", 0.0)))
   use_diff = any(diff.values())
 
+  # DeviceData.spread is in the paper's range [-1, 1]; the networks' range spans
+  # 1 + output_peak, and the pairs are compared there.
+  spread_scale = (1.0 + g.output_peak) / 2.0
+
   def train_step(state: TrainState, real3, cond, flip_ok, spread, key):
     b = real3.shape[0]
     k_aug, k_z, k_noise, k_crop, k_diff = jax.random.split(key, 5)
@@ -244,7 +248,8 @@ def make_train_step(config, g: models.Generator, d: models.Discriminator) -> Cal
     _, fake_grad = d_vjp((zero, one))        # dL_G / dfake
     if ms_weight > 0:
       (l_ms, ratio), ms_grad = jax.value_and_grad(
-          lambda f: losses.mode_seeking_loss(f[:b], f[b:], spread, ms_target), has_aux=True)(fake_all)
+          lambda f: losses.mode_seeking_loss(f[:b], f[b:], spread * spread_scale, ms_target),
+          has_aux=True)(fake_all)
       fake_grad = jnp.concatenate([fake_grad, jnp.zeros_like(fake_grad)]) + ms_weight * ms_grad
       metrics = {**metrics, "mode_seeking": l_ms, "pair_spread": ratio}
     (g_grads,) = g_vjp(fake_grad)            # dL_G / dG
@@ -398,7 +403,7 @@ def condition_spread(images: np.ndarray, level, pattern, pairs: int = 2000, seed
   in the networks' range [-1, 1]: how far apart two real slices of a condition are.
 
   images: [N, 64, 64] max-normalised to [0, 1]. A condition with one slice gets the
-  mean over all conditions.
+  mean over all conditions; the result is at least 1e-6.
   """
   rng = np.random.default_rng(seed)
   level, pattern = np.asarray(level).astype(str), np.asarray(pattern).astype(str)
@@ -412,7 +417,9 @@ def condition_spread(images: np.ndarray, level, pattern, pairs: int = 2000, seed
     out[idx] = 2.0 * np.mean(np.abs(images[i[keep]] - images[j[keep]]))
   if np.isnan(out).all():
     return np.ones(len(images), np.float32)
-  return np.where(np.isnan(out), np.nanmean(out), out).astype(np.float32)
+  out = np.where(np.isnan(out), np.nanmean(out), out)
+  # Identical slices have no spread: a floor keeps the mode-seeking ratio finite.
+  return np.maximum(out, 1e-6).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------
