@@ -290,7 +290,8 @@ class Generator(nn.Module):
     noise_full_res: also inject per-pixel noise at 64 px (FastGAN injects it at 8 and
       32 px only), so that G can draw the fine count noise of real slices.
     cond: how y enters: "concat" (the paper: y joins z before the dense layer) or
-      "cbn" (also conditional BatchNorm in every block, see `norm`).
+      "cbn" (also conditional BatchNorm in every block, see `norm`); checked by
+      `from_config`.
     output_peak: the output value that stands for a slice's maximum count
       (augment.to_model_range); sampling maps outputs back with it. No parameter
       depends on it.
@@ -315,8 +316,6 @@ class Generator(nn.Module):
     # Input block: transposed conv4x4 of a 1x1 map is a dense layer to a 4x4 map.
     w = SpectralKernel((self.embed_dim, 4 * 4 * 2 * c4), sn, name="init_w")(train)
     h = (h.astype(dt) @ w.astype(dt)).reshape(-1, 4, 4, 2 * c4)
-    if self.cond not in G_CONDS:
-      raise ValueError(f"config field model.g_cond must be one of {G_CONDS}, got {self.cond!r}")
     yc = y if self.cond == "cbn" else None
     if yc is None:
       feat4 = glu(batch_norm(train, dt, name="init_bn")(h))
@@ -379,7 +378,8 @@ class Discriminator(nn.Module):
     dec_channels: decoder widths after each up block: 16, 32, 64 px.
     cond: how y enters: "input" (the paper: C constant image channels beside x),
       "projection" (a projection head, Miyato & Koyama 2018: each patch logit gains
-      <embed(y), features> over its 4x4 window of the output block), or "both".
+      <embed(y), features> averaged over its 4x4 window of the output block), or "both".
+      Checked by `from_config`.
     coords: two more input channels holding each pixel's row and column in [-1, 1]
       (CoordConv, Liu et al. 2018), so D can judge where the brain sits: a sub-pixel
       left/right offset of a whole generated brain biases the left/right ratio.
@@ -398,8 +398,6 @@ class Discriminator(nn.Module):
     """x: [B, 64, 64, 1]; y: [B, C]; crop_offsets: [B, 2] int in 0..8 or None."""
     sn, dt, ci = self.spectral_norm, self.dtype, self.conv_impl
     b, hh, ww, _ = x.shape
-    if self.cond not in D_CONDS:
-      raise ValueError(f"config field model.d_cond must be one of {D_CONDS}, got {self.cond!r}")
     inp = x
     if self.cond in ("input", "both"):
       cond = jnp.broadcast_to(y[:, None, None, :].astype(x.dtype), (b, hh, ww, y.shape[-1]))

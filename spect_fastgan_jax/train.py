@@ -109,10 +109,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     v = config.augment[f]
     need(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < hi,
          f"augment.{f}", v, f"must be a number in [0, {hi})")
-  for f in ("mode_seeking", "mode_seeking_target"):
-    v = config.loss[f]
-    need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
-         f"loss.{f}", v, "must be a number >= 0")
+  v = config.loss.mode_seeking
+  need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
+       "loss.mode_seeking", v, "must be a number >= 0")
+  v = config.loss.mode_seeking_target
+  need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+       "loss.mode_seeking_target", v, "must be a number > 0")
   for f in ("noise_full_res", "d_coords"):
     need(isinstance(config.model[f], bool), f"model.{f}", config.model[f], "must be True or False")
   need(isinstance(config.augment.renormalise, bool), "augment.renormalise", config.augment.renormalise,
@@ -519,10 +521,23 @@ def _plain(x):
   return x
 
 
+# Fields added after runs were first written, with the value that reproduces what
+# a run without the field computed: an older run resumes as what it was.
+_ADDED_FIELDS = {
+    "model": {"noise_full_res": False, "g_cond": "concat", "d_cond": "input", "d_coords": False,
+              "output_peak": 1.0},
+    "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0},
+    "optim": {"ema_warmup": False},
+    "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0},
+}
+
+
 def check_resumable(saved, config) -> None:
   """Raises TrainError naming a field that differs from the run being resumed."""
   for field in _RESUME_FIELDS:
     a, b = _plain(saved.get(field)), _plain(config.get(field))
+    if isinstance(a, dict):
+      a = {**_ADDED_FIELDS.get(field, {}), **a}
     for free in _RESUME_FREE_FIELDS:
       block, _, name = free.partition(".")
       if block == field and isinstance(a, dict) and isinstance(b, dict):
@@ -629,6 +644,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
         states = [ck.restore_train(common, f) for ck, f in zip(ckpts, fresh)]
         lasts = [common] * num_seeds
     last = lasts[0]
+    # Seeds differ only in their key, which the state carries: one function serves all.
+    sampler_fn = make_sampler_fn(config, g)
     if last is not None:
       every = config.checkpoint.sampler_every_epochs
       for (c, w), ck, st in zip(runs, ckpts, states):
@@ -636,7 +653,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
         # has this training state without its sampler checkpoint; write it now.
         if (last % every == 0 or last == config.num_epochs) and not ck.has_sampler(last):
           log(f"writing the missing sampler checkpoint of epoch {last} in {w}")
-          ck.save(last, None, make_sampler_fn(c, g)(st, data.cond))
+          ck.save(last, None, sampler_fn(st, data.cond))
       for _, w in runs:
         _truncate_metrics(w, last)
       if last >= config.num_epochs:
@@ -654,8 +671,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
         + (f", {num_seeds} seeds" if num_seeds > 1 else "")
         + (f", batch split over {mesh.size} devices" if mesh.size > 1 else ""))
     train_epoch = make_train_epoch(config, g, d, n, mesh=mesh, num_seeds=num_seeds)
-    # Seeds differ only in their key, which the state carries: one function serves all.
-    sampler_fn = make_sampler_fn(config, g)
     log("compiling the training step (about a minute on a CPU) ...")
     logs = [runlog.RunLog(w, config.log.tensorboard) for _, w in runs]
     monitor = None

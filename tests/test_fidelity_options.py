@@ -95,8 +95,19 @@ def test_generator_and_discriminator_condition_modes(tiny_config_a):
     gv = g.init({"params": jax.random.PRNGKey(2)}, z, y, keys, train=False)
     dv = d.init({"params": jax.random.PRNGKey(3)}, x, y, train=False)
     assert "noise0" in gv["params"]["up64"]
-    if g_cond == "cbn":  # a condition-dependent scale and shift in every block of G
-      assert any("Dense" in k for k in gv["params"]["up16"])
+    if g_cond == "cbn":
+      # A condition-dependent scale and shift in every block of G: once they are not
+      # zero, the same z and noise give other images for other conditions through them.
+      dense = [k for k in gv["params"]["up16"] if "Dense" in k]
+      assert len(dense) == 2
+      out = lambda v: np.asarray(g.apply(v, z[:1], y[1:], keys[:1], train=False))
+      moved = jax.tree_util.tree_map(lambda a: a, gv)
+      for k in dense:
+        w = moved["params"]["up16"][k]["kernel"]
+        moved["params"]["up16"][k]["kernel"] = w + 0.5 * jax.random.normal(jax.random.PRNGKey(5), w.shape)
+      assert not np.allclose(out(gv), out(moved), atol=1e-4)
+    # 'projection' takes the condition away from D's input; 'both' keeps it there.
+    assert dv["params"]["in_conv"]["w"]["kernel"].shape[2] == (1 if d_cond == "projection" else 7)
     if d_cond in ("projection", "both"):
       assert "proj_embed" in dv["params"]
     # With the projection head's embedding set, D's logits depend on y even where
@@ -122,7 +133,9 @@ def test_generator_and_discriminator_condition_modes(tiny_config_a):
                                          ("loss.mode_seeking", -0.1), ("augment.diff_shift", 40),
                                          ("augment.diff_cutout", 1.5), ("augment.diff_intensity", 1.0),
                                          ("log.monitor_every_epochs", -1),
-                                         ("log.monitor_per_condition", 1)])
+                                         ("log.monitor_per_condition", 1),
+                                         ("loss.mode_seeking_target", 0.0),
+                                         ("model.output_peak", 0.0), ("model.output_peak", 1.5)])
 def test_bad_fidelity_values_are_named(tiny_config_a, field, value):
   block, name = field.split(".")
   tiny_config_a[block][name] = value
@@ -180,7 +193,8 @@ def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tm
   for r in records:
     assert all(np.isfinite(r[k]) for k in r)
     assert 0 <= r["monitor/accuracy"] <= 1 and r["monitor/diversity_min"] >= 0
-    assert r["mode_seeking"] >= 0 and r["pair_spread"] > 0
+    # Pairs of the same condition differ by a share of the real spread, well away from 0.
+    assert 0.1 < r["pair_spread"] < 20
     assert r["monitor/monitor_seconds"] > 0
 
 
@@ -219,3 +233,39 @@ def test_renormalised_blends_peak_at_one_like_the_evaluated_slices():
   # The same blend, only rescaled.
   np.testing.assert_allclose(np.asarray(renorm * plain.max(axis=(1, 2), keepdims=True)),
                              np.asarray(plain), rtol=1e-5, atol=1e-7)
+
+
+def test_output_peak_round_trip():
+  rng = np.random.default_rng(0)
+  x = augment.normalise(jnp.asarray(rng.uniform(0, 1, (3, 64, 64)).astype(np.float32)))
+  for peak in (1.0, 0.8):
+    m = augment.to_model_range(x, peak)
+    assert float(m.min()) >= -1.0 and float(m.max()) == pytest.approx(peak)
+    np.testing.assert_allclose(np.asarray(augment.from_model_range(m, peak)), np.asarray(x), atol=1e-6)
+  # Below the peak an output is a brightness scale away from the slice: sampling
+  # divides it by its own maximum, so every sample peaks at 1 as every real slice does.
+  dim = augment.to_model_range(x * 0.7, 0.8)
+  np.testing.assert_allclose(np.asarray(augment.from_model_range(dim, 0.8).max(axis=(1, 2))), 1.0, rtol=1e-6)
+
+
+def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, toy_a):
+  import json
+  config = tiny_config_a
+  config.num_epochs = 1
+  train.train(config, str(tmp_path), toy_a, log=_quiet)
+  path = tmp_path / "config.json"
+  record = json.loads(path.read_text())
+  for block, fields in train._ADDED_FIELDS.items():
+    for name in fields:
+      del record["config"][block][name]
+  path.write_text(json.dumps(record))
+  config.num_epochs = 2
+  said = []
+  train.train(config, str(tmp_path), toy_a, log=said.append)
+  assert any("resuming" in s for s in said)
+  assert [r["epoch"] for r in runlog.read(str(tmp_path))] == [1, 2]
+  # A recipe field that the older run did not have is still a change, and named.
+  config.num_epochs = 3
+  config.loss.mode_seeking = 0.5
+  with pytest.raises(train.TrainError, match="loss.mode_seeking"):
+    train.train(config, str(tmp_path), toy_a, log=_quiet)

@@ -103,17 +103,11 @@ def run_scores(real: Group, real_pred: dict, fake: Group, fake_pred: dict,
     ms_real = (real_ms_ssim or {}).get(key)
     if ms_real is None:
       ms_real = metrics.pairwise_ms_ssim(real.images[rm], ms_ssim_pairs)
-    ms_fake = metrics.pairwise_ms_ssim(fake.images[fm], ms_ssim_pairs)
-    sd_real = metrics.mean_pixelwise_sd(real.images[rm])
     per[key] = {
         "n_real": int(rm.sum()), "n_fake": int(fm.sum()),
         "frechet": metrics.frechet_distance(real_pred["features"][rm], fake_pred["features"][fm]),
         "kernel": metrics.kernel_distance(real_pred["features"][rm], fake_pred["features"][fm]),
-        "ms_ssim_real": ms_real, "ms_ssim_fake": ms_fake,
-        # 1 - MS-SSIM is a dissimilarity: the ratio is the generated set's spread
-        # relative to the real one (1 = as diverse, near 0 = collapsed).
-        "diversity_ratio": (1 - ms_fake) / max(1 - ms_real, 1e-9),
-        "sd_ratio": metrics.mean_pixelwise_sd(fake.images[fm]) / max(sd_real, 1e-9),
+        **variety(real.images[rm], fake.images[fm], ms_real, ms_ssim_pairs),
         "accuracy": acc["per_condition"].get(key)}
   mean = lambda k: float(np.mean([v[k] for v in per.values()])) if per else math.nan
   return {"accuracy": acc, "per_condition": per,
@@ -121,6 +115,22 @@ def run_scores(real: Group, real_pred: dict, fake: Group, fake_pred: dict,
           "summary": {"accuracy": acc["overall"], "frechet_mean": mean("frechet"),
                       "kernel_mean": mean("kernel"), "diversity_ratio": mean("diversity_ratio"),
                       "sd_ratio": mean("sd_ratio")}}
+
+
+def variety(real_images: np.ndarray, fake_images: np.ndarray, ms_real: float,
+            ms_ssim_pairs: int) -> dict:
+  """How varied one condition's generated images are against its real ones:
+  {"ms_ssim_real", "ms_ssim_fake", "diversity_ratio", "sd_ratio"}.
+
+  ms_real: the real images' pairwise MS-SSIM (computed once by the caller).
+  """
+  ms_fake = metrics.pairwise_ms_ssim(fake_images, ms_ssim_pairs)
+  sd_real = metrics.mean_pixelwise_sd(real_images)
+  return {"ms_ssim_real": ms_real, "ms_ssim_fake": ms_fake,
+          # 1 - MS-SSIM is a dissimilarity: the ratio is the generated set's spread
+          # relative to the real one (1 = as diverse, near 0 = collapsed).
+          "diversity_ratio": (1 - ms_fake) / max(1 - ms_real, 1e-9),
+          "sd_ratio": metrics.mean_pixelwise_sd(fake_images) / max(sd_real, 1e-9)}
 
 
 def real_ms_ssim(real: Group, ms_ssim_pairs: int) -> dict:
