@@ -465,8 +465,7 @@ def from_config(model_config, cond_dim: int) -> tuple[Generator, Discriminator]:
   if len(model_config.dec_channels) != 3:
     raise ValueError("config field model.dec_channels needs 3 widths (16, 32, 64 px), "
                      f"got {list(model_config.dec_channels)}")
-  g_cond, d_cond = model_config.get("g_cond", "concat"), model_config.get("d_cond", "input")
-  peak = model_config.get("output_peak", 1.0)
+  g_cond, d_cond, peak = model_config.g_cond, model_config.d_cond, model_config.output_peak
   if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not 0 < peak <= 1:
     raise ValueError(f"config field model.output_peak must be a number in (0, 1], got {peak!r}")
   peak = float(peak)
@@ -482,11 +481,11 @@ def from_config(model_config, cond_dim: int) -> tuple[Generator, Discriminator]:
                 noise_injection=bool(model_config.noise_injection),
                 spectral_norm=bool(model_config.spectral_norm),
                 sle_slope=float(model_config.sle_slope), dtype=dtype, conv_impl=conv_impl,
-                noise_full_res=bool(model_config.get("noise_full_res", False)),
+                noise_full_res=bool(model_config.noise_full_res),
                 cond=g_cond, output_peak=peak)
   d = Discriminator(channels=tuple(int(c) for c in model_config.d_channels),
                     out_channels=int(model_config.d_out_channels),
                     dec_channels=tuple(int(c) for c in model_config.dec_channels),
                     spectral_norm=bool(model_config.spectral_norm), dtype=dtype, conv_impl=conv_impl,
-                    cond=d_cond, coords=bool(model_config.get("d_coords", False)))
+                    cond=d_cond, coords=bool(model_config.d_coords))
   return g, d

@@ -190,11 +190,11 @@ def make_train_step(config, g: models.Generator, d: models.Discriminator) -> Cal
   z_dim = config.model.z_dim
   recon_kind = config.loss.recon_distance
   ema_decay = float(config.optim.ema_decay)
-  ema_warmup = bool(config.optim.get("ema_warmup", False))
-  ms_weight = float(config.loss.get("mode_seeking", 0.0))
-  ms_target = float(config.loss.get("mode_seeking_target", 1.0))
-  diff = dict(max_shift=int(aug.get("diff_shift", 0)), cutout=float(aug.get("diff_cutout", 0.0)),
-              intensity=float(aug.get("diff_intensity", 0.0)))
+  ema_warmup = bool(config.optim.ema_warmup)
+  ms_weight = float(config.loss.mode_seeking)
+  ms_target = float(config.loss.mode_seeking_target)
+  diff = dict(max_shift=int(aug.diff_shift), cutout=float(aug.diff_cutout),
+              intensity=float(aug.diff_intensity))
   use_diff = any(diff.values())
 
   # DeviceData.spread is in the paper's range [-1, 1]; the networks' range spans
@@ -206,7 +206,7 @@ def make_train_step(config, g: models.Generator, d: models.Discriminator) -> Cal
     k_aug, k_z, k_noise, k_crop, k_diff = jax.random.split(key, 5)
     x = augment_lib.to_model_range(augment_lib.augment(
         k_aug, real3, flip_ok, blend=aug.blend, max_shift=aug.max_shift, flip=aug.flip,
-        renormalise=bool(aug.get("renormalise", False))), g.output_peak)
+        renormalise=bool(aug.renormalise)), g.output_peak)
     k_diff_real, k_diff_fake = jax.random.split(k_diff)
     if use_diff:
       x = augment_lib.diff_augment(k_diff_real, x, **diff)
@@ -506,10 +506,31 @@ def read_run_record(workdir: str) -> dict | None:
     return json.load(f)
 
 
+# Fields added after runs were first written, with the value that reproduces what
+# a run without the field computed: an older run resumes and samples as what it was.
+_ADDED_FIELDS = {
+    "model": {"noise_full_res": False, "g_cond": "concat", "d_cond": "input", "d_coords": False,
+              "output_peak": 1.0},
+    "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0},
+    "optim": {"ema_warmup": False},
+    "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0},
+}
+
+
 def read_run_config(workdir: str) -> ml_collections.ConfigDict | None:
-  """The config a run in `workdir` was trained with; None if there is none."""
+  """The config a run in `workdir` was trained with; None if there is none.
+
+  Fields added since the run was written get the values it computed with
+  (_ADDED_FIELDS), so every reader sees a complete config.
+  """
   record = read_run_record(workdir)
-  return None if record is None else ml_collections.ConfigDict(record["config"])
+  if record is None:
+    return None
+  config = record["config"]
+  for block, fields in _ADDED_FIELDS.items():
+    if isinstance(config.get(block), dict):
+      config[block] = {**fields, **config[block]}
+  return ml_collections.ConfigDict(config)
 
 
 def _plain(x):
@@ -521,23 +542,10 @@ def _plain(x):
   return x
 
 
-# Fields added after runs were first written, with the value that reproduces what
-# a run without the field computed: an older run resumes as what it was.
-_ADDED_FIELDS = {
-    "model": {"noise_full_res": False, "g_cond": "concat", "d_cond": "input", "d_coords": False,
-              "output_peak": 1.0},
-    "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0},
-    "optim": {"ema_warmup": False},
-    "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0},
-}
-
-
 def check_resumable(saved, config) -> None:
   """Raises TrainError naming a field that differs from the run being resumed."""
   for field in _RESUME_FIELDS:
     a, b = _plain(saved.get(field)), _plain(config.get(field))
-    if isinstance(a, dict):
-      a = {**_ADDED_FIELDS.get(field, {}), **a}
     for free in _RESUME_FREE_FIELDS:
       block, _, name = free.partition(".")
       if block == field and isinstance(a, dict) and isinstance(b, dict):

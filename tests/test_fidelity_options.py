@@ -182,6 +182,7 @@ def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tm
   config.optim.ema_decay = 0.999        # crashed at step 1 before (a donated buffer twice)
   config.loss.mode_seeking_target = 0.8
   config.augment.diff_cutout = 0.2
+  config.augment.diff_intensity = 0.2
   config.model.d_cond = "both"
   config.model.d_coords = True
   config.log.monitor_every_epochs = 1
@@ -264,6 +265,10 @@ def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, 
   train.train(config, str(tmp_path), toy_a, log=said.append)
   assert any("resuming" in s for s in said)
   assert [r["epoch"] for r in runlog.read(str(tmp_path))] == [1, 2]
+  # Its config reads complete, with the values it trained with.
+  saved = train.read_run_config(str(tmp_path))
+  assert saved.model.g_cond == "concat" and saved.model.output_peak == 1.0
+  assert saved.loss.mode_seeking == 0.0 and saved.augment.renormalise is False
   # A recipe field that the older run did not have is still a change, and named.
   config.num_epochs = 3
   config.loss.mode_seeking = 0.5

@@ -11,7 +11,6 @@ pixel-wise SD ratio and the brain's left/right centroid offset.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable
 
@@ -26,7 +25,7 @@ from spect_fastgan_jax.evaluation.report import real_group
 class Monitor:
   """Everything that does not change between epochs, prepared once: the real
   group, the classifier (trained once per data set, cached under the workdir),
-  the real features and MS-SSIM, the compiled generator and the fixed latents."""
+  the real MS-SSIM, the compiled generator and the fixed latents."""
 
   def __init__(self, config, workdir: str, ds: SliceDataset, g, per_condition: int,
                log: Callable[[str], None] = lambda m: None):
@@ -36,7 +35,6 @@ class Monitor:
     self.min_diversity = float(ecfg.select.min_diversity)
     self.real = real_group(ds)
     self.ref = classifier.reference(ds, ecfg.classifier, classifier.cache_dir(workdir), log)
-    self.real_pred = self.ref.trained.predict(self.real.images)
     self.real_ms = score.real_ms_ssim(self.real, self.pairs)
     keys = [c for c in self.real.conditions() if self.real.mask(c[1], c[0]).sum() >= 2]
     # Weighted as the sample is, one share per condition: unilateral defects move the
