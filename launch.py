@@ -2,6 +2,7 @@
 
   python launch.py --config=configs/dataset_a.py                 # train (resumes if checkpoints exist)
   python launch.py --mode=sample --epoch=826                      # generate from a chosen epoch
+  python launch.py --mode=sample --epoch=826 --reject_near_copies # ... without near-copies of training slices
   python launch.py --mode=simulate                                # write the simulated dataset.npz
   python launch.py --mode=select --select_every=10                # score saved epochs, name the best
   python launch.py --mode=evaluate                                # fidelity report (epoch: select's best)
@@ -35,6 +36,10 @@ _SELECT_EVERY = flags.DEFINE_integer("select_every", 10, "select: score every k-
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Multi-host: join the cluster with jax.distributed.initialize() (it reads the "
     "coordinator from the environment, e.g. SLURM or a TPU pod) before anything else.")
+_REJECT = flags.DEFINE_bool(
+    "reject_near_copies", False, "sample: drop images closer to a training slice than the "
+    "memorisation audit's near-copy threshold (docs/memorisation.md) and draw further sample "
+    "indices in their place; info.json records what was dropped.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace earlier outputs of the same epoch and seed.")
 
 
@@ -56,7 +61,7 @@ def main(argv):
       if stop.requested:
         sys.exit(130)
     elif _MODE.value == "sample":
-      modes.sample(config, workdir, _EPOCH.value, _NUM.value, _OVERWRITE.value)
+      modes.sample(config, workdir, _EPOCH.value, _NUM.value, _OVERWRITE.value, _REJECT.value)
     elif _MODE.value == "simulate":
       modes.simulate(config, workdir)
     elif _MODE.value == "evaluate":

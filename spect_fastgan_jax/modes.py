@@ -55,7 +55,7 @@ def train(config, workdir: str, log: Callable[[str], None] = _log,
 
 
 def sample(config, workdir: str, epoch: int | None, num_per_condition: int | None,
-           overwrite: bool, log: Callable[[str], None] = _log) -> str:
+           overwrite: bool, reject_near_copies: bool = False, log: Callable[[str], None] = _log) -> str:
   from spect_fastgan_jax import sample as sample_lib
   cfg = run_config(config, workdir)
   if epoch is None:
@@ -64,8 +64,34 @@ def sample(config, workdir: str, epoch: int | None, num_per_condition: int | Non
       raise checkpoints.CheckpointError(f"no checkpoints in {workdir}: train first")
     epoch = epochs[-1]
     log(f"no --epoch given: using the newest, {epoch}")
+  test = info = None
+  if reject_near_copies:
+    reference = _training_set_reference(cfg, _eval_config(config), workdir, log)
+    test, info = reference.near_copies, reference.describe()
   return sample_lib.sample_run(cfg, workdir, epoch, num_per_condition=num_per_condition,
-                               overwrite=overwrite, log=log)
+                               overwrite=overwrite, near_copy=test, near_copy_info=info, log=log)
+
+
+def _training_set_reference(cfg, ecfg, workdir: str, log):
+  """The memorisation reference of the slices the run in `workdir` trained on; a
+  DataError naming what is missing when they cannot be found or have changed."""
+  from spect_fastgan_jax import data
+  from spect_fastgan_jax.data import source
+  from spect_fastgan_jax.evaluation import memorisation
+  where = source.source_name(cfg.data)
+  try:
+    ds = data.load_training_set(cfg.data, log=log)
+  except DataError as e:
+    raise DataError(f"--reject_near_copies needs the run's training data, which cannot be read: {e}") from e
+  trained_on = (train_lib.read_run_record(workdir) or {}).get("data_counts")
+  found = {f"{l}/{p}": k for (l, p), k in ds.counts().items() if k}
+  if trained_on is not None and found != trained_on:
+    raise DataError(f"--reject_near_copies: the data found at {where} is not the set the run in {workdir} "
+                    f"trained on (slices per condition {found}, the run's {trained_on})")
+  log(f"near-copy filter: reference from the run's {len(ds)} training slices ({where})")
+  return memorisation.new_patient_reference(
+      ds, max_shift=int(cfg.augment.max_shift), flip=bool(cfg.augment.flip),
+      quantile=float(ecfg.memorisation.near_copy_quantile), log=log)
 
 
 def simulate(config, workdir: str, log: Callable[[str], None] = _log):

@@ -125,12 +125,57 @@ def default_counts(run_record: dict | None, levels: Sequence[str]) -> dict[tuple
   return {c: got.get(c, 0) for c in conditions.all_conditions(levels) if got.get(c, 0) > 0}
 
 
+# A near-copy test: (images [N, 64, 64], level [N], pattern [N]) -> (near [N] bool,
+# distance [N] to the nearest training slice); evaluation/memorisation.py builds one.
+NearCopyTest = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def draw_without_near_copies(generate_rows: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+                             lv: np.ndarray, pt: np.ndarray, near_copy: NearCopyTest,
+                             max_draws: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+  """Images for the slots (lv, pt) [N] with no near-copy among them.
+
+  Slot k first gets sample index k; a near-copy is dropped and its slot gets the next
+  unused index (N, N+1, ...), until every slot holds an image that passes. So each
+  kept image is still the image of its (seed, index). generate_rows(level, pattern,
+  index) -> images. Raises ValueError after `max_draws` draws in all.
+
+  Returns (images [N, 64, 64], index [N], dropped: [{index, level, pattern, distance}]).
+  """
+  n = len(lv)
+  index = np.arange(n, dtype=np.int32)
+  images = generate_rows(lv, pt, index)
+  dropped: list[dict] = []
+  todo = np.arange(n)
+  next_index = n
+  while len(todo):
+    near, dist = near_copy(images[todo], lv[todo], pt[todo])
+    bad = todo[np.asarray(near, bool)]
+    dropped += [{"index": int(index[k]), "level": str(lv[k]), "pattern": str(pt[k]),
+                 "distance": float(d)} for k, d in zip(bad, np.asarray(dist)[np.asarray(near, bool)])]
+    if len(bad) and next_index + len(bad) > max_draws:
+      raise ValueError(f"{len(dropped)} of {next_index} images drawn were near-copies of training "
+                       f"slices; stopped at {max_draws} draws. The generator replays its training "
+                       "data: choose another epoch (--mode=evaluate shows its memorisation audit)")
+    index[bad] = np.arange(next_index, next_index + len(bad), dtype=np.int32)
+    next_index += len(bad)
+    if len(bad):
+      images[bad] = generate_rows(lv[bad], pt[bad], index[bad])
+    todo = bad
+  return images, index, dropped
+
+
 def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | None = None,
                seed: int | None = None, overwrite: bool = False,
+               near_copy: NearCopyTest | None = None, near_copy_info: dict | None = None,
                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> str:
   """Generates images from the sampler checkpoint of `epoch` and writes them under
   `<workdir>/samples/epoch_XXXX_seedS/`: samples.npz, one NIfTI stack per
   condition, grid.png and info.json. Returns the output folder.
+
+  With `near_copy`, images it flags are dropped and replaced by further sample
+  indices (draw_without_near_copies); info.json records what was dropped, beside
+  `near_copy_info` (the rule and its reference).
 
   An existing output folder is refused unless `overwrite`; the new outputs are
   written into a temporary folder that replaces the old one only when complete.
@@ -156,14 +201,29 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
 
   lv = np.array([l for (l, p), k in counts.items() for _ in range(k)])
   pt = np.array([p for (l, p), k in counts.items() for _ in range(k)])
-  cond = conditions.encode(levels, lv, pt)
-  index = np.arange(len(lv), dtype=np.int32)
   log(f"sampling {len(lv)} images from epoch {epoch} (seed {seed}): "
       + ", ".join(f"{l} {p} {k}" for (l, p), k in counts.items()))
-  images = generate(g, g_vars, cond, seed, index, config.model.z_dim,
-                    batch_size=min(int(config.sample.batch_size), max(len(lv), 1)))
+  batch = min(int(config.sample.batch_size), max(len(lv), 1))
+  generate_fn = make_generate_fn(g, config.model.z_dim)
+
+  def generate_rows(l, p, i):
+    return generate(g, g_vars, conditions.encode(levels, l, p), seed, i, config.model.z_dim,
+                    batch_size=batch, generate_fn=generate_fn)
+
+  filter_record = None
+  if near_copy is None:
+    index = np.arange(len(lv), dtype=np.int32)
+    images = generate_rows(lv, pt, index)
+  else:
+    images, index, dropped = draw_without_near_copies(generate_rows, lv, pt, near_copy,
+                                                      max_draws=10 * max(len(lv), 1))
+    filter_record = {**(near_copy_info or {}), "dropped": dropped,
+                     "drawn": int(len(lv) + len(dropped))}
+    log(f"near-copy filter: dropped {len(dropped)} of {len(lv) + len(dropped)} images drawn")
+  cond = conditions.encode(levels, lv, pt)
 
   with outputs.new_folder(out_dir, overwrite, hint) as tmp:
+    # index: each image's sample index; (checkpoint, seed, index) gives back the image.
     np.savez(os.path.join(tmp, "samples.npz"), images=images, level=lv, pattern=pt,
              condition=cond, seed=np.int64(seed), index=index, epoch=np.int64(epoch))
     for l, p in counts:
@@ -176,6 +236,7 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
       json.dump({"epoch": epoch, "seed": seed, "workdir": os.path.abspath(workdir),
                  "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
                  "grid_rows": [f"{l}/{p}" for l, p in counts],
+                 "near_copy_filter": filter_record,
                  "config": json.loads(config.to_json()),
                  "provenance": provenance.describe()}, f, indent=2)
   log(f"wrote {out_dir}")

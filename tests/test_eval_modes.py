@@ -76,7 +76,13 @@ def test_evaluate_writes_report_with_every_pattern_and_metric(run):
   for section in ("per pattern", "Diversity", "Condition fidelity", "Left/right balance",
                   "Data augmentation", "fig4_images.png", "fig5_boxplots.png", "fig6_maps.png"):
     assert section in md
-  for fig in ("fig4_images.png", "fig5_boxplots.png", "fig6_maps.png"):
+  memo = report["memorisation"]["run"]
+  assert set(memo["per_condition"]) == {"pixel", "feature"}
+  assert set(memo["per_condition"]["pixel"]) == set(report["counts"])
+  for c in memo["per_condition"]["pixel"].values():
+    assert c["new_patients"]["n"] == 3 and 0 <= c["near_copy_share"] <= 1
+  assert len(memo["closest"]) == 16 and "Memorisation audit" in md and memo["figure"] in md
+  for fig in ("fig4_images.png", "fig5_boxplots.png", "fig6_maps.png", memo["figure"]):
     assert os.path.getsize(os.path.join(out, fig)) > 1000
   with pytest.raises(FileExistsError):
     modes.evaluate(config, workdir, epoch=best, log=lambda m: None)
@@ -85,9 +91,11 @@ def test_evaluate_writes_report_with_every_pattern_and_metric(run):
 def test_evaluate_side_by_side_gives_tukey_for_every_pair(run):
   config, workdir = run
   config.evaluate.augmentation_study = False
+  config.evaluate.memorisation.enabled = False
   out = modes.evaluate(config, workdir, epoch=2, compare_workdir=workdir, compare_epoch=1,
                        log=lambda m: None)
   report = json.load(open(os.path.join(out, "report.json")))
+  assert report["memorisation"] == {} and not any(f.startswith("memorisation") for f in os.listdir(out))
   assert [r["label"] for r in report["runs"]] == ["run@2", "run@1"]
   c = report["paper"]["per_pattern"]["unilateral"]["lr"]
   assert set(c["dunnett_p"]) == {"run@2", "run@1"}

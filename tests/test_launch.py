@@ -68,6 +68,43 @@ def test_sample_writes_npz_nifti_and_grid(trained):
     np.testing.assert_array_equal(z["images"][(z["level"] == "BG") & (z["pattern"] == "unilateral")], first)
 
 
+def test_sample_can_drop_near_copies_and_keeps_each_image_of_its_index(trained):
+  workdir, _ = trained
+  args = ["--mode=sample", "--epoch=2", f"--workdir={workdir}", "--num_per_condition=3", "--overwrite"]
+  assert _launch(*args).returncode == 0
+  out = workdir / "samples" / "epoch_0002_seed0"
+  with np.load(out / "samples.npz") as z:
+    plain = z["images"]
+  r = _launch(*args, "--reject_near_copies")
+  assert r.returncode == 0, r.stderr
+  assert "near-copy filter: dropped" in r.stderr
+  f = json.load(open(out / "info.json"))["near_copy_filter"]
+  assert f["quantile"] == 0.01 and len(f["thresholds"]) == 9 and "leave-one-subject-out" in f["rule"]
+  assert f["drawn"] == 27 + len(f["dropped"])
+  with np.load(out / "samples.npz") as z:
+    index, images = z["index"], z["images"]
+  assert len(set(index.tolist())) == 27
+  kept = index < 27
+  np.testing.assert_array_equal(images[kept], plain[index[kept]])
+  assert sorted(index[~kept].tolist()) == list(range(27, 27 + int((~kept).sum())))
+
+
+def test_near_copy_filter_without_the_training_data_fails_before_writing(trained):
+  workdir, npz = trained
+  moved = npz.with_suffix(".moved")
+  os.rename(npz, moved)
+  try:
+    r = _launch("--mode=sample", "--epoch=1", f"--workdir={workdir}", "--config.sample.seed=7",
+                "--reject_near_copies")
+  finally:
+    os.rename(moved, npz)
+  assert r.returncode == 1
+  errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and str(npz) in errors[0] and "training data" in errors[0]
+  assert "Traceback" not in r.stderr
+  assert not (workdir / "samples" / "epoch_0001_seed7").exists()
+
+
 def test_missing_epoch_lists_the_epochs_that_exist(trained):
   workdir, _ = trained
   r = _launch("--mode=sample", "--epoch=826", f"--workdir={workdir}")

@@ -27,6 +27,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.classifier.max_shift = 2           # training shift in rows, as the GAN's augmentation
   c.classifier.seed = 0                # split, initialisation and batches
 
+  # The memorisation audit of --mode=evaluate (evaluation/memorisation.py,
+  # docs/memorisation.md): each generated image's nearest training slice against the
+  # nearest-neighbour distances of real patients the run has not seen.
+  c.memorisation = ml_collections.ConfigDict()
+  c.memorisation.enabled = True
+  # A generated image closer to the training set than this quantile of the new-patient
+  # distances of its condition is a near-copy (expected share: this quantile).
+  # --mode=sample --reject_near_copies drops images by the same rule.
+  c.memorisation.near_copy_quantile = 0.01
+  c.memorisation.closest_shown = 16     # generated/training pairs in the report's figure
+
   # --mode=select's rule (docs/evaluation.md): among epochs whose generated-image
   # condition accuracy is within `accuracy_margin` of the best scored epoch and whose
   # diversity ratio is at least `min_diversity`, the lowest mean Frechet distance wins.

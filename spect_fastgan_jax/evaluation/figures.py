@@ -122,3 +122,32 @@ def metrics_vs_epoch(rows: list[dict], best: int | None, path: str,
     ax.grid(alpha=0.3)
   axes[-1, 0].set_xlabel("epoch" + (f" (chosen: {best})" if best is not None else ""))
   return _save(fig, path)
+
+
+def closest_pairs(images: np.ndarray, rows: list[dict], training: Sequence[np.ndarray], path: str,
+                  per_row: int = 4) -> str:
+  """The memorisation audit's figure: each of the generated images nearest to a training
+  slice (memorisation.audit's "closest" rows, nearest first) beside that training slice,
+  moved into the generated image's frame (`training`), with the distance and its
+  condition's near-copy threshold. Same orientation and scaling as Fig. 4."""
+  n = max(len(rows), 1)
+  lines = -(-n // per_row)
+  fig, axes = plt.subplots(lines, 2 * per_row, squeeze=False, figsize=(1.25 * 2 * per_row, 1.55 * lines))
+  for ax in axes.ravel():
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.axis("off")
+  for k, (row, train) in enumerate(zip(rows, training)):
+    r, c = divmod(k, per_row)
+    gen_ax, train_ax = axes[r, 2 * c], axes[r, 2 * c + 1]
+    gen_ax.imshow(metrics.normalise(images[row["generated"]][None])[0], cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+    train_ax.imshow(train, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    moved = ", ".join(x for x in (f"shift {row['shift']:+d}" if row["shift"] else "",
+                                  "flipped" if row["flipped"] else "") if x)
+    gen_ax.set_title(f"{row['level']}/{row['pattern']}\nd {row['distance']:.3f} "
+                     f"({row['ratio']:.2f}x thr)", fontsize=6)
+    train_ax.set_title(f"train {row.get('subject', '')}\n{row.get('slice', '')}"
+                       + (f" ({moved})" if moved else ""), fontsize=6)
+  fig.suptitle("Generated (left of each pair) and its nearest training slice; d: RMS pixel "
+               "distance, thr: the near-copy threshold", fontsize=7)
+  return _save(fig, path)

@@ -12,7 +12,8 @@ import numpy as np
 
 from spect_fastgan_jax import conditions, provenance
 from spect_fastgan_jax.data.dataset import SliceDataset
-from spect_fastgan_jax.evaluation import augmentation, classifier, figures, outputs, score, stats
+from spect_fastgan_jax.evaluation import (augmentation, classifier, figures, memorisation, outputs,
+                                          score, stats)
 from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
 
 Log = Callable[[str], None]
@@ -47,7 +48,8 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
   ref = classifier.reference(ds, cfg.classifier, cache_dir, log)
   real_pred = ref.trained.predict(real.images)
   counts = real_counts(real)
-  fakes, scores, study = [], {}, {}
+  fakes, scores, study, memo, memo_refs, memo_figs = [], {}, {}, {}, {}, {}
+  mcfg = cfg.memorisation
   for run in runs:
     levels = conditions.check_levels(run.config.data.levels)
     run_counts = {c: k for c, k in counts.items() if c[0] in levels}
@@ -60,6 +62,9 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
                                          int(cfg.ms_ssim_pairs))
     if cfg.augmentation_study:
       study[run.label] = augmentation.study(ds, ref, fake, cfg.classifier, _levels(real), log)
+    if mcfg.enabled:
+      memo[run.label], memo_figs[run.label] = _memorisation(ds, ref, run, fake, fake_pred, mcfg,
+                                                            memo_refs, log)
   paper = score.paper_stats([real] + fakes)
   result = {
       "runs": [{"label": r.label, "workdir": os.path.abspath(r.workdir), "epoch": r.epoch,
@@ -67,7 +72,8 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
       "seed": int(cfg.seed), "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
       "paper": paper, "classifier": {"cache_key": ref.key, "holdout_accuracy": ref.holdout_accuracy,
                                      "holdout_subjects": int(len(np.unique(ds.subject[ref.holdout])))},
-      "runs_scores": scores, "augmentation": study, "evaluate_config": cfg.to_dict(),
+      "runs_scores": scores, "augmentation": study, "memorisation": memo,
+      "evaluate_config": cfg.to_dict(),
       "provenance": provenance.describe()}
 
   with outputs.new_folder(out_dir, overwrite, hint) as tmp:
@@ -75,12 +81,37 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
     figures.image_grid(groups, os.path.join(tmp, "fig4_images.png"), int(cfg.grid_columns))
     figures.box_plots(groups, paper, os.path.join(tmp, "fig5_boxplots.png"))
     figures.mean_sd_maps(groups, os.path.join(tmp, "fig6_maps.png"))
+    for k, (label, (fake, aligned)) in enumerate(memo_figs.items()):
+      memo[label]["figure"] = f"memorisation_{k}.png"
+      figures.closest_pairs(fake.images, memo[label]["closest"], aligned,
+                            os.path.join(tmp, memo[label]["figure"]))
     result["seconds"] = round(time.time() - t0, 1)
     outputs.write_json(result, os.path.join(tmp, "report.json"))
     with open(os.path.join(tmp, "report.md"), "w") as f:
       f.write(markdown(result))
   log(f"wrote {out_dir}/report.md ({result['seconds']} s)")
   return out_dir
+
+
+def _memorisation(ds: SliceDataset, ref: classifier.Reference, run: RunSpec, fake: score.Group,
+                  fake_pred: dict, mcfg, refs: dict, log: Log):
+  """The memorisation audit of one run's generated images; the reference (new-patient
+  distances) is built once per augmentation setting and reused across runs."""
+  t0 = time.time()
+  aug = run.config.augment
+  setting = (int(aug.max_shift), bool(aug.flip), float(mcfg.near_copy_quantile))
+  if setting not in refs:
+    refs[setting] = memorisation.new_patient_reference(
+        ds, max_shift=setting[0], flip=setting[1], quantile=setting[2],
+        features=lambda x: ref.trained.predict(x)["features"], log=log)
+  new_patients = refs[setting]
+  result = memorisation.audit(new_patients, fake.images, fake.level, fake.pattern, fake_pred["features"],
+                              closest=int(mcfg.closest_shown))
+  aligned = [memorisation.aligned_training_slice(new_patients, r) for r in result["closest"]]
+  result["seconds"] = round(time.time() - t0, 1)
+  log(f"{run.label}: memorisation audit: near-copies {result['near_copy_share']['pixel']:.1%} (pixel), "
+      f"C_T {result['c_t']['pixel']:.2f} ({result['seconds']} s)")
+  return result, (fake, aligned)
 
 
 def _levels(real: score.Group) -> tuple[str, ...]:
@@ -188,6 +219,47 @@ def markdown(r: dict) -> str:
       for name, a in s.items():
         out.append(f"| {l} | {name} | {_f(a['overall'])} | {_f(a['pattern'])} | {_f(a['level'])} | "
                    f"{_f(a['side'])} |")
+  out += _memorisation_md(r)
   out += ["", "## Images (Fig. 4)", "", "![Fig. 4](fig4_images.png)", "",
           f"Evaluation took {r.get('seconds', 'n/a')} s.", ""]
   return "\n".join(out)
+
+
+def _memorisation_md(r: dict) -> list[str]:
+  if not r.get("memorisation"):
+    return []
+  first = next(iter(r["memorisation"].values()))["settings"]
+  q = first["quantile"]
+  out = ["", "## Memorisation audit: new images or copies of training patients?", "",
+         "For every generated image, the distance to its nearest training slice of the same "
+         "condition (centre slices and the slices above and below them), against the same distance "
+         "from each real subject's slice to the other subjects' slices (leave-one-subject-out: a "
+         "patient the run has not seen). Pixel: RMS difference of max-normalised slices, minimised "
+         f"over shifts of +/-{first['max_shift']} rows" + (" and, for normal and bilateral slices, a "
+         "left-right flip" if first["flip"] else "") + " (the run's augmentation); feature: the "
+         f"condition classifier's features. Near-copy: closer than the {q:.0%} quantile of the "
+         f"new-patient distances (expected share {q:.0%}; P: one-sided binomial). Z_U: Mann-Whitney "
+         "z of generated against new-patient distances; C_T, their average weighted by the "
+         "conditions' shares (Meehan et al. 2020): near 0 = as far as new patients, strongly "
+         "negative (< -3) = copying. See docs/memorisation.md.", ""]
+  for label, m in r["memorisation"].items():
+    out += [f"**{label}**: near-copies " + ", ".join(
+        f"{s} {_f(m['near_copy_share'][s] * 100, 1)} %" for s in m["near_copy_share"])
+            + (f" (both {m['near_copies_both']})" if m.get("near_copies_both") is not None else "")
+            + "; C_T " + ", ".join(f"{s} {_f(v, 2)}" for s, v in m["c_t"].items())
+            + f"; {m.get('seconds', 'n/a')} s.", "",
+            "| condition | distance | generated median (1st / 5th pct) | new patients median (1st / 5th pct) "
+            "| threshold | near-copies | P | Z_U |", "|---|---|---|---|---|---|---|---|"]
+    for space, per in m["per_condition"].items():
+      for key, c in per.items():
+        g, n = c["generated"], c["new_patients"]
+        out.append(f"| {key} | {space} | {_f(g['median'], 4)} ({_f(g['p1'], 4)} / {_f(g['p5'], 4)}) | "
+                   f"{_f(n['median'], 4)} ({_f(n['p1'], 4)} / {_f(n['p5'], 4)}) | {_f(c['threshold'], 4)} | "
+                   f"{c['near_copies']} / {g['n']} ({_f(c['near_copy_share'] * 100, 1)} %) | "
+                   f"{_p(c['binomial_p'])} | {_f(c['z_u'], 2)} |")
+    if m.get("figure"):
+      out += ["", f"The {len(m['closest'])} generated images nearest to a training slice (relative to "
+              "their condition's threshold), each beside that slice:", "",
+              f"![memorisation, {label}]({m['figure']})"]
+    out.append("")
+  return out
