@@ -33,3 +33,14 @@ def step_inputs(config, key):
   b = config.batch_size
   y = jnp.zeros((b, conditions.condition_dim(config.data.levels))).at[:, 0].set(1)
   return jax.random.uniform(key, (b, 3, 64, 64)), y, jnp.ones(b, bool), jnp.full(b, 0.2)
+
+
+def embedded_set_and_features():
+  """(the embedded default set, all levels; its condition classifier's feature function
+  images [N, 64, 64] -> [N, F]). The classifier is trained once into .cache/benchmarks."""
+  from configs import data as data_config
+  from spect_fastgan_jax import data
+  from spect_fastgan_jax.evaluation import classifier, config as eval_config
+  ds = data.load_training_set(data_config.get_config(), log=lambda m: None)
+  clf = classifier.reference(ds, eval_config.get_config().classifier, os.path.join(ROOT, ".cache", "benchmarks"))
+  return ds, lambda x: clf.trained.predict(x)["features"]

@@ -24,14 +24,9 @@ def main():
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--max_shift", type=int, default=2)
   args = p.parse_args()
-  from configs import data as data_config
-  from spect_fastgan_jax import data
-  from spect_fastgan_jax.evaluation import classifier, config as eval_config, memorisation
+  from spect_fastgan_jax.evaluation import memorisation
 
-  ds = data.load_training_set(data_config.get_config(), log=lambda m: None)
-  cfg = eval_config.get_config()
-  ref = classifier.reference(ds, cfg.classifier, os.path.join(common.ROOT, ".cache", "benchmarks"))
-  features = lambda x: ref.trained.predict(x)["features"]  # noqa: E731
+  ds, features = common.embedded_set_and_features()
   rng = np.random.default_rng(0)
   images = np.clip(ds.slices[:, 1] + rng.normal(0, 0.02, ds.slices[:, 1].shape), 0, None)
   features(images[:8])  # compile once, outside the timings

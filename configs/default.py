@@ -82,6 +82,9 @@ def get_config() -> ml_collections.ConfigDict:
   # --- Augmentation of real slices, on device (paper). ---
   config.augment = ml_collections.ConfigDict()
   config.augment.blend = True         # Eq. 6: w*z1 + (1-w)*z2, z2 the slice above or below
+  # Share of slices blended when `blend` (paper: 1.0, all). A blend averages the count
+  # noise of two slices, so blends only teach G slices smoother than real (docs/fidelity.md).
+  config.augment.blend_prob = 1.0
   config.augment.max_shift = 2        # anterior-posterior shift in [-max_shift, max_shift] px, zero fill
   config.augment.flip = True          # left-right flip, p = 0.5, normal and bilateral only
   # Divide each blended slice by its own maximum again, so every real slice D sees

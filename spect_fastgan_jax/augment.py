@@ -7,6 +7,11 @@
 3. Left-right flip with p = 0.5, only where `flip_ok` (normal and bilateral
    slices): flipping a unilateral slice would move its defect to the other side.
 
+With `blend_prob` < 1 (not in the paper) only that share of the slices is blended.
+A blend averages the count noise of two slices, so a generator trained on blends
+only makes slices smoother than any real one, with a mean count ratio MC ~4 %
+above the real slices' (docs/fidelity.md).
+
 With `renormalise` (not in the paper) the blended slice is divided by its own
 maximum again. A blend of two max-normalised slices peaks below 1 (their hottest
 pixels lie in different places), so without it D learns real slices whose peak
@@ -39,27 +44,35 @@ def shift_rows(images: Array, shifts: Array) -> Array:
 
 
 def augment(key: Array, slices: Array, flip_ok: Array, *, blend: bool = True,
-            max_shift: int = 2, flip: bool = True, renormalise: bool = False) -> Array:
+            max_shift: int = 2, flip: bool = True, renormalise: bool = False,
+            blend_prob: float = 1.0) -> Array:
   """Augments a batch of real slices.
 
   Args:
     key: PRNG key.
     slices: [B, 3, 64, 64] float32 in [0, 1] (below, centre, above), each max-normalised.
     flip_ok: [B] bool, True where a left-right flip keeps the label (normal, bilateral).
+    blend_prob: share of the slices that are blended (paper: 1, every slice); the
+      others stay the centre slice, with its own count noise.
 
   Returns:
     [B, 64, 64] float32 in [0, 1].
   """
   b = slices.shape[0]
   k_w, k_side, k_shift, k_flip = jax.random.split(key, 4)
+  k_bp = jax.random.fold_in(k_w, 1)   # apart from the paper's four, so blend_prob 1 is unchanged
   image = slices[:, 1]
   if blend:
     w = jax.random.uniform(k_w, (b, 1, 1))
     above = jax.random.bernoulli(k_side, 0.5, (b, 1, 1))
     neighbour = jnp.where(above, slices[:, 2], slices[:, 0])
-    image = w * image + (1.0 - w) * neighbour
+    blended = w * image + (1.0 - w) * neighbour
     if renormalise:
-      image = normalise(image)
+      blended = normalise(blended)
+    if blend_prob < 1.0:
+      image = jnp.where(jax.random.bernoulli(k_bp, blend_prob, (b, 1, 1)), blended, image)
+    else:
+      image = blended
   if max_shift > 0:
     t = jax.random.randint(k_shift, (b,), -max_shift, max_shift + 1)
     image = shift_rows(image, t)

@@ -91,7 +91,8 @@ def _training_set_reference(cfg, ecfg, workdir: str, log):
   log(f"near-copy filter: reference from the run's {len(ds)} training slices ({where})")
   return memorisation.new_patient_reference(
       ds, max_shift=int(cfg.augment.max_shift), flip=bool(cfg.augment.flip),
-      quantile=float(ecfg.memorisation.near_copy_quantile), log=log)
+      quantile=float(ecfg.memorisation.near_copy_quantile), smooth_px=float(ecfg.memorisation.smooth_px),
+      log=log)
 
 
 def simulate(config, workdir: str, log: Callable[[str], None] = _log):

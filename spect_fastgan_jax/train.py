@@ -105,6 +105,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for f in ("max_shift", "diff_shift"):
     v = config.augment[f]
     need(whole(v) and 0 <= v < 32, f"augment.{f}", v, "must be a whole number in 0..31")
+  v = config.augment.blend_prob
+  need(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1, "augment.blend_prob", v,
+       "must be a number in (0, 1] (augment.blend=False turns blending off)")
   for f, hi in (("diff_cutout", 1.0), ("diff_intensity", 1.0)):
     v = config.augment[f]
     need(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < hi,
@@ -206,7 +209,7 @@ def make_train_step(config, g: models.Generator, d: models.Discriminator) -> Cal
     k_aug, k_z, k_noise, k_crop, k_diff = jax.random.split(key, 5)
     x = augment_lib.to_model_range(augment_lib.augment(
         k_aug, real3, flip_ok, blend=aug.blend, max_shift=aug.max_shift, flip=aug.flip,
-        renormalise=bool(aug.renormalise)), g.output_peak)
+        renormalise=bool(aug.renormalise), blend_prob=float(aug.blend_prob)), g.output_peak)
     k_diff_real, k_diff_fake = jax.random.split(k_diff)
     if use_diff:
       x = augment_lib.diff_augment(k_diff_real, x, **diff)
@@ -513,7 +516,8 @@ _ADDED_FIELDS = {
               "output_peak": 1.0},
     "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0},
     "optim": {"ema_warmup": False},
-    "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0},
+    "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0,
+                "blend_prob": 1.0},
 }
 
 

@@ -132,6 +132,7 @@ def test_generator_and_discriminator_condition_modes(tiny_config_a):
 @pytest.mark.parametrize("field,value", [("model.g_cond", "film"), ("model.d_cond", "late"),
                                          ("loss.mode_seeking", -0.1), ("augment.diff_shift", 40),
                                          ("augment.diff_cutout", 1.5), ("augment.diff_intensity", 1.0),
+                                         ("augment.blend_prob", 0.0), ("augment.blend_prob", 1.2),
                                          ("log.monitor_every_epochs", -1),
                                          ("log.monitor_per_condition", 1),
                                          ("loss.mode_seeking_target", 0.0),
@@ -183,6 +184,7 @@ def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tm
   config.loss.mode_seeking_target = 0.8
   config.augment.diff_cutout = 0.2
   config.augment.diff_intensity = 0.2
+  config.augment.blend_prob = 0.5
   config.model.d_cond = "both"
   config.model.d_coords = True
   config.log.monitor_every_epochs = 1
@@ -234,6 +236,18 @@ def test_renormalised_blends_peak_at_one_like_the_evaluated_slices():
   # The same blend, only rescaled.
   np.testing.assert_allclose(np.asarray(renorm * plain.max(axis=(1, 2), keepdims=True)),
                              np.asarray(plain), rtol=1e-5, atol=1e-7)
+
+
+def test_blend_prob_keeps_that_share_of_centre_slices_unblended():
+  rng = np.random.default_rng(1)
+  slices = augment.normalise(jnp.asarray(rng.uniform(0, 1, (400, 3, 64, 64)).astype(np.float32)))
+  key = jax.random.PRNGKey(3)
+  out = augment.augment(key, slices, jnp.zeros(400, bool), max_shift=0, blend_prob=0.25)
+  centre = np.all(np.asarray(out) == np.asarray(slices[:, 1]), axis=(1, 2))
+  assert 0.65 < centre.mean() < 0.85          # 75 % expected
+  # At the paper's 1.0 the draws are those of the paper's augmentation.
+  np.testing.assert_array_equal(np.asarray(augment.augment(key, slices, jnp.zeros(400, bool), blend_prob=1.0)),
+                                np.asarray(augment.augment(key, slices, jnp.zeros(400, bool))))
 
 
 def test_output_peak_round_trip():

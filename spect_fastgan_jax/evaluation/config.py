@@ -36,6 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
   # distances of its condition is a near-copy (expected share: this quantile).
   # --mode=sample --reject_near_copies drops images by the same rule.
   c.memorisation.near_copy_quantile = 0.01
+  # Gaussian sigma (pixels) applied to every slice before the pixel distance, so that
+  # smoother-than-real images do not read as near-copies (docs/memorisation.md); 0: none.
+  c.memorisation.smooth_px = 1.0
   c.memorisation.closest_shown = 16     # generated/training pairs in the report's figure
 
   # --mode=select's rule (docs/evaluation.md): among epochs whose generated-image

@@ -10,7 +10,11 @@ never seen).
 
 Two distances, both computed the same way for generated and real queries:
 
-- pixel: RMS difference of the max-normalised slices, minimised over the
+- pixel: RMS difference of the max-normalised slices, each first smoothed with a
+  Gaussian of `smooth_px` (default 1 px) so that a difference in count noise does
+  not read as closeness (a smooth image is nearer, in RMS, to every noisy slice:
+  real slices smoothed by 0.5 px score C_T -6 unsmoothed, -0.8 smoothed;
+  benchmarks/memorisation_smoothing.py), minimised over the
   anterior-posterior shifts the run's augmentation applies (augment.max_shift) and,
   for normal and bilateral slices when the run flips them (augment.flip), over a
   left-right flip;
@@ -33,6 +37,7 @@ import dataclasses
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy import ndimage
 from scipy import stats as sp_stats
 
 from spect_fastgan_jax import conditions
@@ -76,6 +81,15 @@ class Nearest:
   index: np.ndarray      # [N] int
   shift: np.ndarray      # [N] int
   flipped: np.ndarray    # [N] bool
+
+
+def for_pixels(images: np.ndarray, smooth_px: float) -> np.ndarray:
+  """What the pixel distance compares: images [N, 64, 64] max-normalised, smoothed
+  with a Gaussian of sigma `smooth_px` pixels (0: not at all), max-normalised again."""
+  x = metrics.normalise(np.asarray(images, np.float32))
+  if smooth_px > 0:
+    x = metrics.normalise(ndimage.gaussian_filter(x, sigma=(0, smooth_px, smooth_px)))
+  return x.astype(np.float32)
 
 
 def shifts_and_flips(max_shift: int, flip: bool, pattern: str) -> list[tuple[int, bool]]:
@@ -160,6 +174,8 @@ class NewPatientReference:
   """The training slices of one data set and, per condition, the leave-one-subject-out
   nearest distances of its real centre slices: what a patient never seen shows."""
   train: TrainingSlices
+  train_px: np.ndarray   # [M, 64, 64] the training slices as the pixel distance sees them
+  smooth_px: float
   max_shift: int
   flip: bool
   quantile: float
@@ -177,7 +193,7 @@ class NewPatientReference:
     """Pixel-nearest training slices of `images` (all of condition (level, pattern));
     returns (Nearest with indices into self.train, the candidates' indices)."""
     cand = np.flatnonzero(self.train.mask(level, pattern))
-    got = nearest_pixel(metrics.normalise(images), self.train.images[cand],
+    got = nearest_pixel(for_pixels(images, self.smooth_px), self.train_px[cand],
                         shifts_and_flips(self.max_shift, self.flip, pattern))
     return got, cand
 
@@ -198,38 +214,45 @@ class NewPatientReference:
   def describe(self) -> dict:
     """The near-copy rule, for the records of what it dropped."""
     return {"rule": f"RMS pixel distance to the nearest training slice of the same condition "
-                    f"(max-normalised; shifts +/-{self.max_shift} rows"
+                    f"(max-normalised, smoothed by a Gaussian of {self.smooth_px:g} px; shifts "
+                    f"+/-{self.max_shift} rows"
                     + (", left-right flip for normal and bilateral" if self.flip else "")
                     + f") below the {self.quantile:g} quantile of the same distance for real "
                     "subjects against the other subjects (leave-one-subject-out)",
-            "quantile": self.quantile, "max_shift": self.max_shift, "flip": self.flip,
+            "quantile": self.quantile, "smooth_px": self.smooth_px, "max_shift": self.max_shift,
+            "flip": self.flip,
             "training_slices": int(len(self.train.images)),
             "thresholds": {f"{l}/{p}": self.threshold(l, p) for l, p in self.pixel}}
 
 
 def new_patient_reference(ds: SliceDataset, *, max_shift: int, flip: bool, quantile: float = 0.01,
+                          smooth_px: float = 1.0,
                           features: Callable[[np.ndarray], np.ndarray] | None = None,
                           log: Callable[[str], None] = lambda m: None) -> NewPatientReference:
   """Builds the reference of `ds` (the run's training set). `features`, when given,
   maps images [N, 64, 64] to classifier features [N, F]."""
   if not 0 < quantile < 1:
     raise ValueError(f"config field evaluate.memorisation.near_copy_quantile must be in (0, 1), got {quantile}")
+  if not 0 <= smooth_px <= 8:
+    raise ValueError(f"config field evaluate.memorisation.smooth_px must be in [0, 8], got {smooth_px}")
   train = TrainingSlices.of(ds)
   train_f = features(train.images) if features is not None else None
-  real = metrics.normalise(ds.slices[:, 1])
-  real_f = features(real) if features is not None else None
+  train_px = for_pixels(train.images, smooth_px)
+  real_f = features(metrics.normalise(ds.slices[:, 1])) if features is not None else None
+  real = for_pixels(ds.slices[:, 1], smooth_px)
   pixel, feature = {}, {}
   for level, pattern in _conditions(ds.level, ds.pattern):
     q = np.flatnonzero((ds.level == level) & (ds.pattern == pattern))
     cand = np.flatnonzero(train.mask(level, pattern))
     own = ds.subject[q][:, None] == train.subject[cand][None, :]
-    pixel[(level, pattern)] = nearest_pixel(real[q], train.images[cand],
+    pixel[(level, pattern)] = nearest_pixel(real[q], train_px[cand],
                                             shifts_and_flips(max_shift, flip, pattern), own).distance
     if features is not None:
       feature[(level, pattern)] = nearest_feature(real_f[q], train_f[cand], own).distance
   log(f"memorisation reference: {len(ds)} real slices against {len(train.images)} training slices "
       f"(leave-one-subject-out), shifts +/-{max_shift}, flip {'on' if flip else 'off'}")
-  return NewPatientReference(train, int(max_shift), bool(flip), float(quantile), pixel, feature, train_f)
+  return NewPatientReference(train, train_px, float(smooth_px), int(max_shift), bool(flip), float(quantile),
+                             pixel, feature, train_f)
 
 
 def _conditions(level: np.ndarray, pattern: np.ndarray) -> list[tuple[str, str]]:
@@ -289,7 +312,8 @@ def audit(ref: NewPatientReference, images: np.ndarray, level: np.ndarray, patte
     t = r["train_index"]
     r.update(subject=str(ref.train.subject[t]), row=int(ref.train.row[t]), slice=str(ref.train.which[t]))
   n = len(images)
-  return {"settings": {"quantile": ref.quantile, "max_shift": ref.max_shift, "flip": ref.flip,
+  return {"settings": {"quantile": ref.quantile, "smooth_px": ref.smooth_px, "max_shift": ref.max_shift,
+                       "flip": ref.flip,
                        "distances": list(spaces), "training_slices": int(len(ref.train.images))},
           "per_condition": per, "c_t": c_t,
           "near_copy_share": {s: float(near[s].mean()) if n else 0.0 for s in spaces},

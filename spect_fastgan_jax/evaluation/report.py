@@ -99,10 +99,10 @@ def _memorisation(ds: SliceDataset, ref: classifier.Reference, run: RunSpec, fak
   distances) is built once per augmentation setting and reused across runs."""
   t0 = time.time()
   aug = run.config.augment
-  setting = (int(aug.max_shift), bool(aug.flip), float(mcfg.near_copy_quantile))
+  setting = (int(aug.max_shift), bool(aug.flip), float(mcfg.near_copy_quantile), float(mcfg.smooth_px))
   if setting not in refs:
     refs[setting] = memorisation.new_patient_reference(
-        ds, max_shift=setting[0], flip=setting[1], quantile=setting[2],
+        ds, max_shift=setting[0], flip=setting[1], quantile=setting[2], smooth_px=setting[3],
         features=lambda x: ref.trained.predict(x)["features"], log=log)
   new_patients = refs[setting]
   result = memorisation.audit(new_patients, fake.images, fake.level, fake.pattern, fake_pred["features"],
@@ -234,7 +234,8 @@ def _memorisation_md(r: dict) -> list[str]:
          "For every generated image, the distance to its nearest training slice of the same "
          "condition (centre slices and the slices above and below them), against the same distance "
          "from each real subject's slice to the other subjects' slices (leave-one-subject-out: a "
-         "patient the run has not seen). Pixel: RMS difference of max-normalised slices, minimised "
+         "patient the run has not seen). Pixel: RMS difference of max-normalised slices smoothed "
+         f"by a Gaussian of {first.get('smooth_px', 0):g} px, minimised "
          f"over shifts of +/-{first['max_shift']} rows" + (" and, for normal and bilateral slices, a "
          "left-right flip" if first["flip"] else "") + " (the run's augmentation); feature: the "
          f"condition classifier's features. Near-copy: closer than the {q:.0%} quantile of the "
