@@ -67,6 +67,8 @@ def main(argv):
   cluster_flags = [f"--{f.name}" for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID) if f.value is not None]
   if cluster_flags and not _DISTRIBUTED.value:
     _fail(f"{', '.join(cluster_flags)} given without --distributed")
+  if _DISTRIBUTED.value and _MODE.value != "train":
+    _fail(f"--distributed is for --mode=train; --mode={_MODE.value} runs in one process")
   if _DISTRIBUTED.value:
     from spect_fastgan_jax import distributed
     try:

@@ -86,6 +86,10 @@ def initialize(settings: dict, timeout_s: int, on_timeout: Callable[[str], None]
   if timeout_s < 1:
     raise ClusterError(f"--distributed_timeout must be >= 1 second, got {timeout_s}")
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  # JAX's preemption service would catch SIGTERM and let training go on; without it
+  # SIGTERM (scancel, a pre-empted job) ends the process as it does without --distributed,
+  # and the run resumes from its newest complete checkpoint.
+  jax.config.update("jax_enable_preemption_service", False)
   who = (f"process {settings['process_id']} of {settings['num_processes']}" if settings
          else "this process")
   where = settings.get("coordinator_address", "the coordinator JAX detected")

@@ -115,14 +115,17 @@ def test_two_processes_train_the_run_of_one_and_resume_after_both_are_killed(tmp
   args = ["--config=configs/dataset_a.py", f"--workdir={workdir}", f"--config.data.npz={npz}", *TINY]
   metrics = workdir / "metrics.jsonl"
 
-  # 1. Both processes train a long run; both are killed (SIGKILL) once epoch 2 is logged.
+  # 1. Both processes train a long run; both are killed (SIGTERM, as scancel or a
+  # pre-emption sends it) once epoch 2 is logged.
   with _Job(tmp_path, "first") as job:
     _start_pair(job, _free_port(), [*args, "--config.num_epochs=1000"])
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
       assert job.running(), "a process ended early\n" + job.stderr_tail()
       assert time.time() - t0 < DEADLINE_S, "no epoch 2 in time\n" + job.stderr_tail()
       time.sleep(0.2)
-    job.kill()
+    for p in job.procs:
+      p.send_signal(signal.SIGTERM)
+    assert job.wait(30) == [-signal.SIGTERM] * 2, job.stderr_tail()
     first_err = [job.stderr(0), job.stderr(1)]
   restored = max(int(e) for e in os.listdir(workdir / "checkpoints" / "train") if e.isdigit())
   epochs = restored + 2
@@ -154,7 +157,7 @@ def test_two_processes_train_the_run_of_one_and_resume_after_both_are_killed(tmp
   # sampler weights. Tolerance: the two runs do the same arithmetic except that each
   # step's gradient sums over the batch are added in another order (two halves, then
   # the all-reduce across processes), so they differ by float32 rounding, amplified
-  # a little by Adam's normalisation: about 5e-6 of each array's scale after 8 steps.
+  # a little by Adam's normalisation: about 5e-6 of each array's scale after 6 steps.
   # 1e-4 leaves a 20x margin yet is far below what one epoch of training changes
   # (checked below), so a wrong batch split, a lost or doubled gradient, or a process
   # that trained on other batches fails it.
@@ -209,6 +212,8 @@ def test_missing_or_inconsistent_cluster_settings_are_named(tmp_path):
   assert "JAX_COORDINATOR_ADDRESS must be HOST:PORT" in line and "'node001'" in line
   line = _one_error_line(_launch([*run, "--num_processes=2"], _env()))
   assert "--num_processes given without --distributed" in line
+  line = _one_error_line(_launch([*run, "--distributed", "--mode=sample"], _env()))
+  assert "--distributed is for --mode=train" in line
   assert not (tmp_path / "run").exists()
 
 
