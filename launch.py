@@ -9,6 +9,10 @@
   python launch.py --mode=evaluate --epoch=826 --compare_workdir=runs/dataset_b --compare_epoch=651
 
 Any config field can be overridden: --config.num_epochs=5 --config.data.manifest=scans.csv
+
+Several hosts train one run with one command per host (docs/multihost.md), e.g. on two:
+  python launch.py --distributed --coordinator_address=10.0.0.1:1234 --num_processes=2 --process_id=0 ...
+  python launch.py --distributed --coordinator_address=10.0.0.1:1234 --num_processes=2 --process_id=1 ...
 """
 
 import os
@@ -34,8 +38,20 @@ _COMPARE_WORKDIR = flags.DEFINE_string("compare_workdir", None,
 _COMPARE_EPOCH = flags.DEFINE_integer("compare_epoch", None, "evaluate: epoch of --compare_workdir.")
 _SELECT_EVERY = flags.DEFINE_integer("select_every", 10, "select: score every k-th saved epoch (and the last).")
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Multi-host: join the cluster with jax.distributed.initialize() (it reads the "
-    "coordinator from the environment, e.g. SLURM or a TPU pod) before anything else.")
+    "distributed", False, "Multi-host: this process is one of several that train one run together "
+    "(jax.distributed.initialize, before anything else; docs/multihost.md). Needs the three flags "
+    "below, their environment variables, or a SLURM / Open MPI job.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "--distributed: HOST:PORT of process 0 and a free port, the same for "
+    "every process (default: $JAX_COORDINATOR_ADDRESS).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "--distributed: how many processes train the run (default: $JAX_NUM_PROCESSES).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "--distributed: this process's number, 0..num_processes-1; process 0 writes "
+    "the run's records, logs and grids (default: $JAX_PROCESS_ID).")
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout", 300, "--distributed: seconds to wait for every process to join before "
+    "giving up with an error.")
 _REJECT = flags.DEFINE_bool(
     "reject_near_copies", False, "sample: drop images closer to a training slice than the "
     "memorisation audit's near-copy threshold (docs/memorisation.md) and draw further sample "
@@ -48,9 +64,20 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   # Checkpointing libraries log every save at INFO; keep the terminal for what matters.
   logging.set_verbosity(logging.WARNING)
+  cluster_flags = [f"--{f.name}" for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID) if f.value is not None]
+  if cluster_flags and not _DISTRIBUTED.value:
+    _fail(f"{', '.join(cluster_flags)} given without --distributed")
+  if _DISTRIBUTED.value and _MODE.value != "train":
+    _fail(f"--distributed is for --mode=train; --mode={_MODE.value} runs in one process")
   if _DISTRIBUTED.value:
-    import jax
-    jax.distributed.initialize()
+    from spect_fastgan_jax import distributed
+    try:
+      distributed.initialize(
+          distributed.cluster_settings(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                       os.environ),
+          _DISTRIBUTED_TIMEOUT.value, on_timeout=_fail_now)
+    except distributed.ClusterError as e:
+      _fail(str(e))
   from spect_fastgan_jax import modes
   config = _CONFIG.value
   workdir = _WORKDIR.value or modes.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
@@ -76,6 +103,17 @@ def main(argv):
     print("\ninterrupted: checkpoints already complete are kept; rerun the same command to resume",
           file=sys.stderr)
     sys.exit(130)
+
+
+def _fail(message: str):
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
+def _fail_now(message: str):
+  """From a watchdog thread, where sys.exit would end only the thread."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  os._exit(1)
 
 
 class _StopAfterEpoch:

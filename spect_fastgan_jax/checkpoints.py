@@ -36,8 +36,9 @@ class CheckpointError(RuntimeError):
 
 
 def _abstract(tree: PyTree) -> PyTree:
-  """Shape/dtype target on the current default device."""
-  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  """Shape/dtype target on this process's first device (in a job of several
+  processes every process restores its own copy)."""
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree_util.tree_map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
@@ -93,7 +94,10 @@ def _manager(workdir: str, kind: str, max_to_keep: int | None, read_only: bool =
       max_to_keep=max_to_keep, create=not read_only, enable_async_checkpointing=not read_only,
       # A run killed mid-write leaves `<epoch>.orbax-checkpoint-tmp` folders; they are
       # never restored from, only waste disk, so a writing manager removes them.
-      cleanup_tmp_directories=not read_only)
+      cleanup_tmp_directories=not read_only,
+      # In a job of several processes orbax synchronises them at named barriers; the two
+      # kinds save the same epoch at the same time, so their barriers need distinct names.
+      multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=kind))
   return ocp.CheckpointManager(directory, options=options)
 
 

@@ -50,6 +50,8 @@ def train(config, workdir: str, log: Callable[[str], None] = _log,
           should_stop: Callable[[], bool] = lambda: False) -> None:
   from spect_fastgan_jax import data
   train_lib.check_config(config)
+  # A batch that does not split over the devices (of all processes) is refused before any work.
+  train_lib.make_mesh(config.num_devices, config.batch_size)
   ds = data.load_training_set(config.data, log=log)
   train_lib.train(config, workdir, ds, log=log, should_stop=should_stop)
 

@@ -304,9 +304,18 @@ def make_mesh(num_devices: int, batch_size: int, log: Callable[[str], None] = la
   """A 1-D device mesh with axis 'data' over which each batch is split.
 
   num_devices: config field `num_devices`; -1 takes the most visible devices
-  that divide the batch (and says so if that is fewer than are visible).
+  that divide the batch (and says so if that is fewer than are visible). In a
+  job of several processes (docs/multihost.md) the mesh spans every device of
+  every process, so the batch must split evenly over all of them.
   """
   devices = jax.devices()
+  if jax.process_count() > 1:
+    if num_devices not in (-1, len(devices)) or batch_size % len(devices):
+      raise ValueError(
+          f"config field batch_size ({batch_size}) must split evenly over all {len(devices)} devices of "
+          f"the {jax.process_count()} processes ({jax.local_device_count()} in this one)"
+          + (f", and num_devices ({num_devices}) must be -1 or {len(devices)}" if num_devices != -1 else ""))
+    return jax.sharding.Mesh(np.array(devices), ("data",))
   if num_devices == -1:
     n = max(k for k in range(1, len(devices) + 1) if batch_size % k == 0)
     if n < len(devices):
@@ -324,8 +333,17 @@ def make_mesh(num_devices: int, batch_size: int, log: Callable[[str], None] = la
 
 
 def replicate(tree, mesh):
-  """Puts every array of `tree` whole on every device of `mesh`."""
-  return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  """Puts every array of `tree` whole on every device of `mesh`.
+
+  Across processes each process puts its own copy on its own devices: every
+  process holds the same values (the same data, seed and checkpoint).
+  """
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree_util.tree_map(
+      lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda i, x=np.asarray(x): x[i]),
+      tree)
 
 
 def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = None,
@@ -612,8 +630,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
   function returns. With `num_seeds` > 1 the returned state has a leading seed axis.
   `should_stop` is asked after each epoch's checkpoint (launch.py sets it on
   Ctrl-C): a True ends the run there, to be resumed later.
+
+  In a job of several processes (docs/multihost.md) every process calls this with
+  the same arguments; each batch is split over the devices of all of them, and
+  only process 0 writes the run record, logs, grids and progress (checkpoints are
+  written by all together, through orbax).
   """
   # --- Config, devices and data. ---
+  writer = jax.process_index() == 0
+  if not writer:
+    log = lambda msg: None
   check_config(config)
   levels = conditions.check_levels(config.data.levels)
   if len(dataset) < config.batch_size:
@@ -665,16 +691,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
         # has this training state without its sampler checkpoint; write it now.
         if (last % every == 0 or last == config.num_epochs) and not ck.has_sampler(last):
           log(f"writing the missing sampler checkpoint of epoch {last} in {w}")
-          ck.save(last, None, sampler_fn(st, data.cond))
+          ck.save(last, None, sampler_fn(replicate(st, mesh), data.cond))
       for _, w in runs:
-        _truncate_metrics(w, last)
+        if writer:
+          _truncate_metrics(w, last)
       if last >= config.num_epochs:
         log(f"run in {workdir} is finished: epoch {last} of {config.num_epochs} is saved; "
             "nothing to do (raise --config.num_epochs to train on)")
         return states[0] if num_seeds == 1 else _stack(states)
       log(f"resuming {workdir} from epoch {last} (step {int(states[0].step)})")
     for c, w in runs:
-      write_run_config(w, c, dataset)
+      if writer:
+        write_run_config(w, c, dataset)
     state = replicate(states[0] if num_seeds == 1 else _stack(states), mesh)
     first_epoch = (last or 0) + 1
 
@@ -684,13 +712,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
         + (f", batch split over {mesh.size} devices" if mesh.size > 1 else ""))
     train_epoch = make_train_epoch(config, g, d, n, mesh=mesh, num_seeds=num_seeds)
     log("compiling the training step (about a minute on a CPU) ...")
-    logs = [runlog.RunLog(w, config.log.tensorboard) for _, w in runs]
+    logs = [runlog.RunLog(w, config.log.tensorboard) if writer else None for _, w in runs]
     monitor = None
-    if config.log.monitor_every_epochs:
+    if config.log.monitor_every_epochs and writer:
       from spect_fastgan_jax.evaluation import monitor as monitor_lib
       monitor = monitor_lib.Monitor(config, runs[0][1], dataset, g,
                                     int(config.log.monitor_per_condition), log)
-    progress = _progress(config, first_epoch)
+    progress = _progress(config, first_epoch, show=writer)
     try:
       for epoch in range(first_epoch, config.num_epochs + 1):
         t0 = time.perf_counter()
@@ -715,10 +743,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
           m["epoch_seconds"] = seconds
           want_grid = config.log.sample_every_epochs and (
               epoch % config.log.sample_every_epochs == 0 or epoch == config.num_epochs)
-          want_monitor = monitor is not None and (
+          want_monitor = config.log.monitor_every_epochs and (
               epoch % config.log.monitor_every_epochs == 0 or epoch == config.num_epochs)
           if (want_grid or want_monitor) and sampler is None:
             sampler = sampler_fn(st, data.cond)
+          if not writer:
+            continue
+          if sampler is not None and jax.process_count() > 1:
+            sampler = jax.device_get(sampler)  # process 0 alone computes with it: a host copy
           if want_monitor:
             scores = monitor(sampler)
             m.update({f"monitor/{k}": v for k, v in scores.items()})
@@ -729,19 +761,28 @@ def train(config: ml_collections.ConfigDict, workdir: str, dataset: dataset_lib.
           if want_grid:
             _log_grid(rl, w, epoch, sampler, g, c)
         progress.update(epoch, per_seed[0])
-        if should_stop() and epoch < config.num_epochs:
+        if _all_agree(should_stop()) and epoch < config.num_epochs:
           log(f"\nstopped after epoch {epoch}, whose checkpoint is saved; rerun the same command "
               "to resume")
           break
     finally:
       progress.close()
       for rl in logs:
-        rl.close()
+        if rl is not None:
+          rl.close()
     return state
   finally:
     # Async saves must land before the process may exit.
     for ck in ckpts:
       ck.close()
+
+
+def _all_agree(flag: bool) -> bool:
+  """`flag` of any process, on every process: all stop after the same epoch."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
 
 
 def _log_grid(rl, workdir, epoch, g_vars, g, config) -> None:
@@ -755,10 +796,10 @@ def _log_grid(rl, workdir, epoch, g_vars, g, config) -> None:
 class _progress:
   """Epoch progress with an ETA on stderr (tqdm), or silent."""
 
-  def __init__(self, config, first_epoch):
+  def __init__(self, config, first_epoch, show: bool = True):
     self._bar = None
     self._last_monitor = {}
-    if config.log.progress:
+    if config.log.progress and show:
       from tqdm import tqdm
       self._bar = tqdm(total=config.num_epochs, initial=first_epoch - 1, unit="epoch",
                        file=sys.stderr, dynamic_ncols=True)
