@@ -7,6 +7,7 @@ Modules:
   score         real vs generated groups: the paper's statistics and the classifier scores
   generated     a run's generated images at an epoch, as many as the real data has
   augmentation  train-on-synthetic and real + synthetic vs real only
+  memorisation  nearest training slices against new patients: near-copies, C_T, the filter
   figures       Figs. 4-6 of the paper and metrics against epoch
   report        --mode=evaluate: report.md, report.json, figures
   select        --mode=select: scores per epoch, table, plot, the best epoch by a rule
