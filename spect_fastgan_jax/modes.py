@@ -86,7 +86,7 @@ def _training_set_reference(cfg, ecfg, workdir: str, log):
   except DataError as e:
     raise DataError(f"--reject_near_copies needs the run's training data, which cannot be read: {e}") from e
   trained_on = (train_lib.read_run_record(workdir) or {}).get("data_counts")
-  found = {f"{l}/{p}": k for (l, p), k in ds.counts().items() if k}
+  found = train_lib.data_counts(ds)
   if trained_on is not None and found != trained_on:
     raise DataError(f"--reject_near_copies: the data found at {where} is not the set the run in {workdir} "
                     f"trained on (slices per condition {found}, the run's {trained_on})")

@@ -509,13 +509,18 @@ def write_run_config(workdir: str, config, dataset: dataset_lib.SliceDataset | N
   what produced the run), atomically."""
   record = {"config": json.loads(config.to_json()), "provenance": provenance.describe()}
   if dataset is not None:
-    record["data_counts"] = {f"{l}/{p}": k for (l, p), k in dataset.counts().items() if k}
+    record["data_counts"] = data_counts(dataset)
   old = read_run_record(workdir)
   if old is not None:
     # A resumed run keeps what produced each earlier part of it.
     record["earlier_provenance"] = old.get("earlier_provenance", []) + [old.get("provenance")]
   text = json.dumps(record, indent=2).encode()
   dataset_lib.atomic_write(os.path.join(workdir, "config.json"), lambda f: f.write(text))
+
+
+def data_counts(dataset: dataset_lib.SliceDataset) -> dict[str, int]:
+  """Slices per "level/pattern" present, as config.json records what a run trained on."""
+  return {f"{l}/{p}": k for (l, p), k in dataset.counts().items() if k}
 
 
 def read_run_record(workdir: str) -> dict | None:

@@ -284,8 +284,7 @@ def audit(ref: NewPatientReference, images: np.ndarray, level: np.ndarray, patte
     px, cand = ref.nearest(images[sel], l, p)
     found = {"pixel": px}
     if "feature" in spaces:
-      cf = np.flatnonzero(ref.train.mask(l, p))
-      found["feature"] = nearest_feature(features[sel], ref.train_features[cf])
+      found["feature"] = nearest_feature(features[sel], ref.train_features[cand])
     weight[(l, p)] = len(ref.pixel[(l, p)])
     for s in spaces:
       d, r = found[s].distance, (ref.pixel if s == "pixel" else ref.feature)[(l, p)]
