@@ -78,7 +78,7 @@ def main(argv):
           _DISTRIBUTED_TIMEOUT.value, on_timeout=_fail_now)
     except distributed.ClusterError as e:
       _fail(str(e))
-  from spect_fastgan_jax import modes
+  from spect_fastgan_jax import errors, modes
   config = _CONFIG.value
   workdir = _WORKDIR.value or modes.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   try:
@@ -96,7 +96,7 @@ def main(argv):
                      _OVERWRITE.value)
     elif _MODE.value == "select":
       modes.select(config, workdir, _SELECT_EVERY.value, _OVERWRITE.value)
-  except modes.USER_ERRORS as e:
+  except errors.UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   except KeyboardInterrupt:

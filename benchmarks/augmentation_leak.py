@@ -21,11 +21,11 @@ import numpy as np
 def main():
   import jax
   from configs import data as data_config
-  from spect_fastgan_jax import augment, conditions, data, train
+  from spect_fastgan_jax import augment, conditions, data, input_pipeline
   from spect_fastgan_jax.evaluation import metrics
 
   ds = data.load_training_set(data_config.get_config(), log=lambda m: None)
-  dd = train.device_data(ds, data_config.get_config().levels)
+  dd = input_pipeline.device_data(ds, data_config.get_config().levels)
   real = np.asarray(dd.slices[:, 1])
   settings = {"paper: shift 2, blend": dict(max_shift=2, blend=True),
               "shift 1, blend": dict(max_shift=1, blend=True),

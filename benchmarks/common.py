@@ -19,9 +19,9 @@ def load_config(path: str):
 
 def model_and_state(config):
   """(generator, discriminator, fresh TrainState) of a config, as training builds them."""
-  from spect_fastgan_jax import conditions, models, train
-  g, d = models.from_config(config.model, conditions.condition_dim(config.data.levels))
-  return g, d, train.create_train_state(config, g, d)
+  from spect_fastgan_jax import models, train_state
+  g, d = models.from_config(config.model)
+  return g, d, train_state.create_train_state(config, g, d)
 
 
 def step_inputs(config, key):
@@ -40,7 +40,8 @@ def embedded_set_and_features():
   images [N, 64, 64] -> [N, F]). The classifier is trained once into .cache/benchmarks."""
   from configs import data as data_config
   from spect_fastgan_jax import data
-  from spect_fastgan_jax.evaluation import classifier, config as eval_config
+  from configs import evaluate as eval_config
+  from spect_fastgan_jax.evaluation import classifier
   ds = data.load_training_set(data_config.get_config(), log=lambda m: None)
   clf = classifier.reference(ds, eval_config.get_config().classifier, os.path.join(ROOT, ".cache", "benchmarks"))
   return ds, lambda x: clf.trained.predict(x)["features"]

@@ -37,7 +37,7 @@ def main():
   from spect_fastgan_jax.evaluation.report import real_group
   cfg = modes.run_config(ml_collections.ConfigDict(), args.workdir)
   real = real_group(data.load_training_set(cfg.data))
-  g, _ = models.from_config(cfg.model, conditions.condition_dim(cfg.data.levels))
+  g, _ = models.from_config(cfg.model)
   g_vars = checkpoints.restore_sampler(args.workdir, args.epoch, sample.generator_shapes(g, cfg))
   cond = conditions.encode(cfg.data.levels, real.level, real.pattern)
   z_keys, noise_keys = sample.sample_keys(0, jnp.arange(len(cond)))

@@ -9,6 +9,7 @@ a fake batch; augmentation; and the whole step. Medians of `--repeats` timings o
 """
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -40,7 +41,7 @@ def main():
   p.add_argument("--config", default="configs/dataset_a.py")
   p.add_argument("--repeats", type=int, default=7)
   args = p.parse_args()
-  from spect_fastgan_jax import augment, train
+  from spect_fastgan_jax import augment, input_pipeline, train
   config = common.load_config(args.config)
   g, d, state = common.model_and_state(config)
   b = config.batch_size
@@ -64,7 +65,8 @@ def main():
   def d_fake(p):
     return d.apply({"params": p, "batch_stats": dv["batch_stats"]}, x, y, train=True, mutable=["batch_stats"])[0].mean()
 
-  step = train.make_train_step(config, g, d)
+  step = functools.partial(train.train_step, config=config, g=g, d=d)
+  batch = input_pipeline.Batch(real3=real3, cond=y, flip_ok=flip, spread=spread)
   parts = {
       "G forward": timed(g_fwd, gv["params"], repeats=args.repeats),
       "G forward+backward": timed(jax.grad(lambda p: g_fwd(p).mean()), gv["params"], repeats=args.repeats),
@@ -74,7 +76,7 @@ def main():
       "augmentation": timed(lambda k: augment.augment(k, real3, flip), key, repeats=args.repeats),
       # The new state must be returned: with the metrics alone XLA drops the
       # gradients and updates as dead code.
-      "whole train step": timed(lambda s, k: step(s, real3, y, flip, spread, k), state, key,
+      "whole train step": timed(lambda s, k: step(s, batch, k), state, key,
                                 repeats=args.repeats),
   }
   print(json.dumps({"config": args.config, "backend": jax.default_backend(), "ms": parts}, indent=2))

@@ -32,17 +32,19 @@ def main():
   p.add_argument("--repeats", type=int, default=5)
   args = p.parse_args()
 
-  from spect_fastgan_jax import checkpoints, conditions, data, models, train
-  from spect_fastgan_jax.evaluation import config as eval_config, select
+  from spect_fastgan_jax import checkpoints, conditions, data, models
+  from spect_fastgan_jax import workdir as workdir_lib
+  from configs import evaluate as eval_config
+  from spect_fastgan_jax.evaluation import select
 
   module = os.path.splitext(args.config)[0].replace("/", ".")
   config = importlib.import_module(module).get_config()
   ecfg = eval_config.get_config()
   ds = data.load_training_set(config.data, log=lambda m: None)
   c = conditions.condition_dim(config.data.levels)
-  g, _ = models.from_config(config.model, c)
+  g, _ = models.from_config(config.model)
   with tempfile.TemporaryDirectory() as workdir:
-    train.write_run_config(workdir, config, ds)
+    workdir_lib.write_run_config(workdir, config, ds)
     ckpt = checkpoints.RunCheckpoints(workdir)
     for epoch in range(1, args.repeats + 2):
       k = jax.random.PRNGKey(epoch)

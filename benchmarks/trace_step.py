@@ -11,6 +11,7 @@ side by side on the two cores add up, so their sum exceeds the step time.
 """
 
 import argparse
+import functools
 import collections
 import glob
 import gzip
@@ -56,26 +57,27 @@ def main():
   p.add_argument("--calls", type=int, default=10)
   p.add_argument("--top", type=int, default=25, help="layers to list")
   args = p.parse_args()
-  from spect_fastgan_jax import models, train
+  from spect_fastgan_jax import input_pipeline, layers, models, train
   config = common.load_config(args.config)
   if args.conv_impl:
     config.model.conv_impl = args.conv_impl
   g, d, state = common.model_and_state(config)
   key = jax.random.PRNGKey(0)
   real3, y, flip, spread = common.step_inputs(config, key)
-  step = jax.jit(train.make_train_step(config, g, d))
-  hlo = step.lower(state, real3, y, flip, spread, key).compile().as_text()
-  jax.block_until_ready(step(state, real3, y, flip, spread, key))
+  batch = input_pipeline.Batch(real3=real3, cond=y, flip_ok=flip, spread=spread)
+  step = jax.jit(functools.partial(train.train_step, config=config, g=g, d=d))
+  hlo = step.lower(state, batch, key).compile().as_text()
+  jax.block_until_ready(step(state, batch, key))
   t = time.perf_counter()
   for _ in range(args.calls):
-    out = step(state, real3, y, flip, spread, key)
+    out = step(state, batch, key)
   jax.block_until_ready(out)
   step_ms = (time.perf_counter() - t) / args.calls * 1e3
 
   with tempfile.TemporaryDirectory() as tmp:
     with jax.profiler.trace(tmp):
       for _ in range(args.calls):
-        out = step(state, real3, y, flip, spread, key)
+        out = step(state, batch, key)
       jax.block_until_ready(out)
     files = glob.glob(os.path.join(tmp, "**", "*.trace.json.gz"), recursive=True)
     if not files:
@@ -98,7 +100,7 @@ def main():
     by_kind[kind_of(op)] += ms
     by_layer[layer_of(meta[op]) if op in meta else "(no layer: layout copies)"] += ms
   print(json.dumps({
-      "config": args.config, "conv_impl": models.resolve_conv_impl(config.model.conv_impl),
+      "config": args.config, "conv_impl": layers.resolve_conv_impl(config.model.conv_impl),
       "step_ms": round(step_ms, 1), "op_ms_total": round(sum(ops.values()), 1),
       "op_ms_by_kind": {k: round(v, 1) for k, v in by_kind.most_common()},
       "op_ms_by_layer": {k: round(v, 1) for k, v in by_layer.most_common(args.top)},

@@ -12,6 +12,7 @@ comparing lowerings. Uses random data so that it needs no data set on disk.
 """
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -71,7 +72,7 @@ def main():
   p.add_argument("--sample_batch", type=int, default=1024, help="batch of the sampling measurement")
   args = p.parse_args()
 
-  from spect_fastgan_jax import conditions, models, train
+  from spect_fastgan_jax import conditions, input_pipeline, layers, models, train, train_state
   from spect_fastgan_jax.data.dataset import SliceDataset
   config = common.load_config(args.config)
   if args.dtype:
@@ -86,9 +87,9 @@ def main():
   lv, pt = zip(*[pairs[i % len(pairs)] for i in range(n)])
   ds = SliceDataset(slices=rng.uniform(1, 100, (n, 3, 64, 64)).astype(np.float32), level=lv, pattern=pt,
                     side=["none"] * n, subject=[str(i) for i in range(n)])
-  g, d = models.from_config(config.model, conditions.condition_dim(levels))
-  state = train.create_train_state(config, g, d)
-  data = train.device_data(ds, levels)
+  g, d = models.from_config(config.model)
+  state = train_state.create_train_state(config, g, d)
+  data = input_pipeline.device_data(ds, levels)
   loop = train.resolve_train_loop(args.train_loop)
   epoch_fn = train.make_train_epoch(config, g, d, n, train_loop=loop, num_seeds=args.num_seeds)
   single_state = state
@@ -96,7 +97,7 @@ def main():
     seeds = []
     for i in range(args.num_seeds):
       config.seed = i
-      seeds.append(train.create_train_state(config, g, d))
+      seeds.append(train_state.create_train_state(config, g, d))
     state = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *seeds)
 
   # FLOPs of one step, from XLA's cost analysis of the jitted step alone: as
@@ -105,15 +106,15 @@ def main():
   def step_flops(conv_impl):
     cfg = ml_collections.ConfigDict(config.to_dict())
     cfg.model.conv_impl = conv_impl
-    gi, di = models.from_config(cfg.model, conditions.condition_dim(levels))
+    gi, di = models.from_config(cfg.model)
     idx = jnp.arange(b)
-    cost = jax.jit(train.make_train_step(cfg, gi, di)).lower(
-        single_state, data.slices[idx], data.cond[idx], data.flip_ok[idx], data.spread[idx],
-        jax.random.PRNGKey(0)).compile().cost_analysis()
+    step = functools.partial(train.train_step, config=cfg, g=gi, d=di)
+    cost = jax.jit(step).lower(single_state, input_pipeline.gather(data, idx),
+                               jax.random.PRNGKey(0)).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
-  conv_impl = models.resolve_conv_impl(config.model.conv_impl)
+  conv_impl = layers.resolve_conv_impl(config.model.conv_impl)
   flops_per_step = step_flops(conv_impl)
   model_flops_per_step = flops_per_step if conv_impl == "xla" else step_flops("xla")
 

@@ -8,7 +8,7 @@ between the paper's datasets. Override any field on the command line:
 import ml_collections
 
 from configs import data as data_config
-from spect_fastgan_jax.evaluation import config as evaluate_config
+from configs import evaluate as evaluate_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -118,7 +118,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample.batch_size = 256         # affects speed only, never the images
 
   # --- Evaluation and epoch selection (--mode=evaluate, --mode=select); each field is
-  # commented in spect_fastgan_jax/evaluation/config.py. ---
+  # commented in configs/evaluate.py. ---
   config.evaluate = evaluate_config.get_config()
   return config
 

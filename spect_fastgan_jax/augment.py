@@ -25,13 +25,25 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from spect_fastgan_jax.data.stats import normalise
+from spect_fastgan_jax.errors import check_field, is_number, is_whole
+
 Array = jax.Array
 
 
-def normalise(slices: Array) -> Array:
-  """Divides each slice by its own maximum count. slices: [..., 64, 64] -> same, in [0, 1]."""
-  peak = jnp.max(slices, axis=(-2, -1), keepdims=True)
-  return slices / jnp.maximum(peak, 1e-12)
+def check_config(augment_config) -> None:
+  """Raises ConfigError naming the first bad field of `config.augment`."""
+  for f in ("blend", "flip", "renormalise"):
+    check_field(isinstance(augment_config[f], bool), f"augment.{f}", augment_config[f], "must be True or False")
+  for f in ("max_shift", "diff_shift"):
+    v = augment_config[f]
+    check_field(is_whole(v) and 0 <= v < 32, f"augment.{f}", v, "must be a whole number in 0..31")
+  v = augment_config.blend_prob
+  check_field(is_number(v) and 0 < v <= 1, "augment.blend_prob", v,
+              "must be a number in (0, 1] (augment.blend=False turns blending off)")
+  for f in ("diff_cutout", "diff_intensity"):
+    v = augment_config[f]
+    check_field(is_number(v) and 0 <= v < 1, f"augment.{f}", v, "must be a number in [0, 1)")
 
 
 def shift_rows(images: Array, shifts: Array) -> Array:

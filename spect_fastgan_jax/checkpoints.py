@@ -28,11 +28,9 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from spect_fastgan_jax.errors import CheckpointError, check_field, is_whole
+
 PyTree = Any
-
-
-class CheckpointError(RuntimeError):
-  """A checkpoint that is missing or cannot be read; the message names the epoch."""
 
 
 def _abstract(tree: PyTree) -> PyTree:
@@ -80,6 +78,14 @@ def _quiet_failed_reads():
     asyncio_log.disabled = was_disabled
 
 
+def check_config(checkpoint_config) -> None:
+  """Raises ConfigError naming the first bad field of `config.checkpoint`."""
+  v = checkpoint_config.sampler_every_epochs
+  check_field(is_whole(v) and v >= 1, "checkpoint.sampler_every_epochs", v, "must be a whole number >= 1")
+  # keep_train_states is checked where it is used, by RunCheckpoints.
+  RunCheckpoints.check_keep(checkpoint_config.keep_train_states)
+
+
 def checkpoint_dir(workdir: str, kind: str) -> str:
   return os.path.join(os.path.abspath(workdir), "checkpoints", kind)
 
@@ -113,8 +119,7 @@ class RunCheckpoints:
   """
 
   def __init__(self, workdir: str, keep_train_states: int = 3):
-    if keep_train_states < 1:
-      raise ValueError(f"config field checkpoint.keep_train_states must be >= 1, got {keep_train_states}")
+    self.check_keep(keep_train_states)
     self.workdir = workdir
     try:
       self._train = _manager(workdir, "train", keep_train_states)
@@ -122,6 +127,11 @@ class RunCheckpoints:
     except OSError as e:
       raise CheckpointError(f"cannot open the checkpoint folders in {os.path.abspath(workdir)}: "
                             f"{type(e).__name__}: {e}") from e
+
+  @staticmethod
+  def check_keep(keep_train_states) -> None:
+    check_field(is_whole(keep_train_states) and keep_train_states >= 1,
+                "checkpoint.keep_train_states", keep_train_states, "must be a whole number >= 1")
 
   def _write_error(self, what: str, e: Exception) -> CheckpointError:
     return CheckpointError(

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from spect_fastgan_jax.errors import ConditionError, ConfigError
+
 LEVELS = ("CER", "BG", "COR")
 PATTERNS = ("normal", "unilateral", "bilateral")
 SIDES = ("none", "left", "right")
@@ -29,14 +31,14 @@ def check_levels(levels: Sequence[str]) -> tuple[str, ...]:
   """Validates a config's `data.levels` and returns it as a tuple in canonical order."""
   levels = tuple(levels)
   if not levels:
-    raise ValueError("config field data.levels is empty: name at least one of "
+    raise ConfigError("config field data.levels is empty: name at least one of "
                      f"{', '.join(LEVELS)}")
   unknown = [l for l in levels if l not in LEVELS]
   if unknown:
-    raise ValueError(f"config field data.levels has unknown level(s) {unknown}; "
+    raise ConfigError(f"config field data.levels has unknown level(s) {unknown}; "
                      f"known levels: {', '.join(LEVELS)}")
   if len(set(levels)) != len(levels):
-    raise ValueError(f"config field data.levels repeats a level: {list(levels)}")
+    raise ConfigError(f"config field data.levels repeats a level: {list(levels)}")
   return tuple(l for l in LEVELS if l in levels)
 
 
@@ -67,22 +69,30 @@ def encode(levels: Sequence[str], level: Sequence[str], pattern: Sequence[str]) 
   level = np.asarray(level).astype(str).reshape(-1)
   pattern = np.asarray(pattern).astype(str).reshape(-1)
   if level.shape != pattern.shape:
-    raise ValueError(f"level has {level.size} labels but pattern has {pattern.size}")
+    raise ConditionError(f"level has {level.size} labels but pattern has {pattern.size}")
   blocks = []
   if len(levels) > 1:
     bad = sorted(set(level) - set(levels))
     if bad:
-      raise ValueError(f"unknown level label(s) {bad} for a run on levels {list(levels)}")
+      raise ConditionError(f"unknown level label(s) {bad} for a run on levels {list(levels)}")
     blocks.append(level[:, None] == np.asarray(levels)[None, :])
   else:
     bad = sorted(set(level) - set(levels))
     if bad:
-      raise ValueError(f"level label(s) {bad} given to a run on level {levels[0]} only")
+      raise ConditionError(f"level label(s) {bad} given to a run on level {levels[0]} only")
   bad = sorted(set(pattern) - set(PATTERNS))
   if bad:
-    raise ValueError(f"unknown pattern label(s) {bad}; known: {', '.join(PATTERNS)}")
+    raise ConditionError(f"unknown pattern label(s) {bad}; known: {', '.join(PATTERNS)}")
   blocks.append(pattern[:, None] == np.asarray(PATTERNS)[None, :])
   return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def expand_counts(counts: dict[tuple[str, str], int]) -> tuple[np.ndarray, np.ndarray]:
+  """{(level, pattern): k} -> (level [N], pattern [N]) label arrays, each condition's k
+  rows together in the dict's order: the slots a sample of those counts fills."""
+  level = np.array([l for (l, p), k in counts.items() for _ in range(k)], dtype=str)
+  pattern = np.array([p for (l, p), k in counts.items() for _ in range(k)], dtype=str)
+  return level, pattern
 
 
 def all_conditions(levels: Sequence[str]) -> list[tuple[str, str]]:

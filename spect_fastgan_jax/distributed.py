@@ -12,15 +12,13 @@ from __future__ import annotations
 import threading
 from typing import Callable, Mapping
 
+from spect_fastgan_jax.errors import ClusterError
+
 ENV = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
        "process_id": "JAX_PROCESS_ID"}
 # What JAX reads to detect a cluster's processes by itself (jax._src.clusters).
 _AUTO_DETECTED = {"SLURM": ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_PROCID"),
                   "Open MPI": ("OMPI_MCA_orte_hnp_uri",)}
-
-
-class ClusterError(ValueError):
-  """Cluster settings that are missing, inconsistent, or a peer that never joined."""
 
 
 def _int(value, name: str, flag: str) -> int:

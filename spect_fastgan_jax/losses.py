@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+
+from spect_fastgan_jax.errors import ConfigError, check_field, is_number
 
 Array = jax.Array
 
@@ -23,13 +27,28 @@ def fake_loss(fake_logits: Array) -> Array:
   return -jnp.mean(jnp.minimum(0.0, -1.0 - fake_logits))
 
 
+_DISTANCES = {"l1": lambda d: jnp.mean(jnp.abs(d)), "l2": lambda d: jnp.mean(jnp.square(d))}
+
+
+def _distance_fn(kind: str):
+  if kind not in _DISTANCES:
+    raise ConfigError(f"config field loss.recon_distance must be 'l1' or 'l2', got {kind!r}")
+  return _DISTANCES[kind]
+
+
+def check_config(loss_config) -> None:
+  """Raises ConfigError naming the first bad field of `config.loss`."""
+  _distance_fn(loss_config.recon_distance)
+  v = loss_config.mode_seeking
+  check_field(is_number(v) and math.isfinite(v) and v >= 0, "loss.mode_seeking", v, "must be a number >= 0")
+  v = loss_config.mode_seeking_target
+  check_field(is_number(v) and math.isfinite(v) and v > 0, "loss.mode_seeking_target", v,
+              "must be a number > 0")
+
+
 def distance(a: Array, b: Array, kind: str = "l1") -> Array:
   """Mean pixel distance between two image batches: 'l1' (paper) or 'l2' (squared)."""
-  if kind == "l1":
-    return jnp.mean(jnp.abs(a - b))
-  if kind == "l2":
-    return jnp.mean(jnp.square(a - b))
-  raise ValueError(f"config field loss.recon_distance must be 'l1' or 'l2', got {kind!r}")
+  return _distance_fn(kind)(a - b)
 
 
 def recon_loss(rec_crop: Array, crop_target: Array, rec_full: Array, full_target: Array,

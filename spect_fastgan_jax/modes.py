@@ -1,8 +1,9 @@
 """What each `launch.py --mode` does, as plain functions of (config, workdir, options).
 
 Errors a user can fix (bad config value, bad input file, missing epoch) are raised
-as `UserError` subclasses with a message that names the field, file or epoch;
-launch.py prints them without a traceback and exits non-zero.
+as `errors.UserError` subclasses with a message that names the field, file or epoch;
+launch.py prints them without a traceback and exits non-zero. Any other exception
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,12 +14,8 @@ from typing import Callable
 
 import ml_collections
 
-from spect_fastgan_jax import checkpoints, train as train_lib
-from spect_fastgan_jax.data.dataset import DataError
-
-# Errors that are the user's to fix: shown as one clear message, exit code 1.
-USER_ERRORS = (DataError, checkpoints.CheckpointError, train_lib.TrainError, ValueError,
-               FileExistsError, FileNotFoundError, PermissionError)
+from spect_fastgan_jax import checkpoints, workdir as workdir_lib
+from spect_fastgan_jax.errors import CheckpointError, ConfigError, DataError
 
 
 def _log(msg: str) -> None:
@@ -36,10 +33,7 @@ def default_workdir(config_path: str) -> str:
 def run_config(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
   """The config a trained run was made with, with the `sample` block (and the
   evaluation blocks) taken from `config`; the model must match its checkpoints."""
-  saved = train_lib.read_run_config(workdir)
-  if saved is None:
-    raise FileNotFoundError(f"{os.path.join(workdir, 'config.json')} not found: {workdir} holds no "
-                            "trained run (train first: python launch.py --mode=train, or pass --workdir)")
+  saved = workdir_lib.require_run_config(workdir)
   for block in ("sample", "evaluate"):
     if block in config:
       saved[block] = config[block]
@@ -48,12 +42,10 @@ def run_config(config: ml_collections.ConfigDict, workdir: str) -> ml_collection
 
 def train(config, workdir: str, log: Callable[[str], None] = _log,
           should_stop: Callable[[], bool] = lambda: False) -> None:
-  from spect_fastgan_jax import data
-  train_lib.check_config(config)
-  # A batch that does not split over the devices (of all processes) is refused before any work.
-  train_lib.make_mesh(config.num_devices, config.batch_size)
-  ds = data.load_training_set(config.data, log=log)
-  train_lib.train(config, workdir, ds, log=log, should_stop=should_stop)
+  from spect_fastgan_jax import data, train as train_lib
+  # The data set loads once the config, devices and workdir have passed their checks.
+  train_lib.train(config, workdir, lambda: data.load_training_set(config.data, log=log), log=log,
+                  should_stop=should_stop)
 
 
 def sample(config, workdir: str, epoch: int | None, num_per_condition: int | None,
@@ -63,7 +55,7 @@ def sample(config, workdir: str, epoch: int | None, num_per_condition: int | Non
   if epoch is None:
     epochs = checkpoints.sampler_epochs(workdir)
     if not epochs:
-      raise checkpoints.CheckpointError(f"no checkpoints in {workdir}: train first")
+      raise CheckpointError(f"no checkpoints in {workdir}: train first")
     epoch = epochs[-1]
     log(f"no --epoch given: using the newest, {epoch}")
   test = info = None
@@ -85,8 +77,8 @@ def _training_set_reference(cfg, ecfg, workdir: str, log):
     ds = data.load_training_set(cfg.data, log=log)
   except DataError as e:
     raise DataError(f"--reject_near_copies needs the run's training data, which cannot be read: {e}") from e
-  trained_on = (train_lib.read_run_record(workdir) or {}).get("data_counts")
-  found = train_lib.data_counts(ds)
+  trained_on = (workdir_lib.read_run_record(workdir) or {}).get("data_counts")
+  found = workdir_lib.data_counts(ds)
   if trained_on is not None and found != trained_on:
     raise DataError(f"--reject_near_copies: the data found at {where} is not the set the run in {workdir} "
                     f"trained on (slices per condition {found}, the run's {trained_on})")
@@ -105,9 +97,11 @@ def simulate(config, workdir: str, log: Callable[[str], None] = _log):
 # --- evaluate and select (spect_fastgan_jax/evaluation, docs/evaluation.md) ---
 
 def _eval_config(config):
-  """The `evaluate` block of the given config, or the evaluation defaults."""
-  from spect_fastgan_jax.evaluation import config as eval_config
-  return config.evaluate if "evaluate" in config else eval_config.get_config()
+  """The `evaluate` block of the given config (configs/evaluate.py)."""
+  if "evaluate" not in config:
+    raise ConfigError("the config has no evaluate block: build it from configs/default.py, whose "
+                      "evaluate block is configs/evaluate.py")
+  return config.evaluate
 
 
 def _evaluation_dir(workdir: str) -> str:
@@ -135,7 +129,7 @@ def _choose_epoch(workdir: str, epoch: int | None, log, flag: str) -> int:
     return best
   epochs = checkpoints.sampler_epochs(workdir)
   if not epochs:
-    raise checkpoints.CheckpointError(f"no checkpoints in {workdir}: train first")
+    raise CheckpointError(f"no checkpoints in {workdir}: train first")
   log(f"no {flag} given and no --mode=select output: using the newest epoch, {epochs[-1]}")
   return epochs[-1]
 
@@ -178,7 +172,7 @@ def select(config, workdir: str, every: int = 10, overwrite: bool = False,
   ecfg = _eval_config(config)
   epochs = select_lib.epochs_to_score(checkpoints.sampler_epochs(workdir), every)
   if not epochs:
-    raise checkpoints.CheckpointError(f"no checkpoints in {workdir}: train first")
+    raise CheckpointError(f"no checkpoints in {workdir}: train first")
   ds = data.load_training_set(cfg.data, log=log)
   name = f"select_{epochs[0]}-{epochs[-1]}_every{every}_seed{int(ecfg.seed)}"
   log(f"scoring {len(epochs)} epochs ({epochs[0]}..{epochs[-1]}, every {every})")

@@ -15,15 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from spect_fastgan_jax.checkpoints import CheckpointError
+from spect_fastgan_jax.errors import PreflightError
 
 # Space kept free beyond what a write needs: logs, metadata, file-system slack,
 # and whatever else shares the disk while the run goes on.
 HEADROOM_BYTES = 16 << 20
-
-
-class PreflightError(CheckpointError):
-  """The workdir cannot take the run's files; the message names the folder and why."""
 
 
 def tree_bytes(tree: Any) -> int:

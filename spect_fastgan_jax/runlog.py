@@ -7,8 +7,22 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import numpy as np
+
+from spect_fastgan_jax.errors import check_field, is_whole
+
+
+def check_config(log_config) -> None:
+  """Raises ConfigError naming the first bad field of `config.log`."""
+  for f in ("sample_every_epochs", "monitor_every_epochs"):
+    check_field(is_whole(log_config[f]) and log_config[f] >= 0, f"log.{f}", log_config[f],
+                "must be a whole number >= 0")
+  v = log_config.monitor_per_condition
+  check_field(is_whole(v) and v >= 2, "log.monitor_per_condition", v, "must be a whole number >= 2")
+  for f in ("tensorboard", "progress"):
+    check_field(isinstance(log_config[f], bool), f"log.{f}", log_config[f], "must be True or False")
 
 
 class RunLog:
@@ -53,3 +67,32 @@ def read(workdir: str) -> list[dict]:
         # checkpoint either, and resuming drops it.
         continue
   return records
+
+
+class Progress:
+  """Epoch progress with an ETA on stderr (tqdm), or silent."""
+
+  def __init__(self, config, first_epoch, metric_names, show: bool = True):
+    """One bar over epochs first_epoch..config.num_epochs showing `metric_names` and
+    the newest monitor scores; silent unless config.log.progress and `show`."""
+    self._bar = None
+    self.metric_names = tuple(metric_names)
+    self._last_monitor = {}
+    if config.log.progress and show:
+      from tqdm import tqdm
+      self._bar = tqdm(total=config.num_epochs, initial=first_epoch - 1, unit="epoch",
+                       file=sys.stderr, dynamic_ncols=True)
+
+  def update(self, epoch, metrics):
+    if "monitor/diversity_min" in metrics:
+      self._last_monitor = {"div": f"{metrics['monitor/diversity_min']:.2f}",
+                            "acc": f"{metrics['monitor/accuracy']:.2f}",
+                            "dx": f"{metrics['monitor/centroid_offset_px']:+.2f}"}
+    if self._bar is not None:
+      self._bar.set_postfix({**{k: f"{metrics[k]:.3f}" for k in self.metric_names},
+                             **self._last_monitor})
+      self._bar.update(1)
+
+  def close(self):
+    if self._bar is not None:
+      self._bar.close()

@@ -12,17 +12,76 @@ import os
 import sys
 from typing import Callable, Sequence
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spect_fastgan_jax import augment, checkpoints, conditions, models, outputs, provenance
+from spect_fastgan_jax import augment, checkpoints, conditions, models, outputs, provenance, rng
+from spect_fastgan_jax import workdir as workdir_lib
+from spect_fastgan_jax.errors import ConfigError, RunError
 
 # Pixel size written into the NIfTI stacks: the simulated set's in-plane spacing
 # (a 64 x 64 matrix of ~4 mm pixels covers the head, as the paper's scans do).
 NIFTI_PIXEL_MM = 4.0
 
 
+# ----------------------------------------------------------------------------
+# What a training state gives sampling (written as each epoch's sampler checkpoint).
+# ----------------------------------------------------------------------------
+def sampler_variables(state, config, g, train_cond: jax.Array) -> dict:
+  """Generator variables for sampling from a training state (train.TrainState):
+  weights and the statistics that fit them.
+
+  With an EMA generator the running BatchNorm statistics of the raw weights do
+  not fit the averaged weights, so they are recomputed for the EMA weights, on
+  conditions drawn as often as training drew them (rows of `train_cond` [N, C],
+  the training set's condition vectors).
+  """
+  if config.optim.ema_decay > 0:
+    stats = recompute_batch_stats(g, state.ema_params, state.g_stats, config, train_cond,
+                                  rng.stream(state.key, rng.SAMPLER_STATS))
+    return {"params": state.ema_params, "batch_stats": stats}
+  return {"params": state.g_params, "batch_stats": state.g_stats}
+
+
+def make_sampler_fn(config, g) -> Callable:
+  """Jitted (state, train_cond) -> sampler_variables(state, config, g, train_cond).
+
+  Compiled once per run: run eagerly, the EMA statistics' scan is traced and
+  compiled again at every call, 8-16 s per epoch at the CPU schedule's widths.
+  """
+  return jax.jit(lambda state, train_cond: sampler_variables(state, config, g, train_cond))
+
+
+def recompute_batch_stats(g, params, stats, config, train_cond, key, batches: int = 50,
+                          batch: int = 32):
+  """Runs G in training mode on `batches` random batches so that its BatchNorm
+  running statistics (momentum 0.9: 0.9**50 < 1%) describe `params`. Conditions
+  are rows of `train_cond` drawn uniformly, i.e. at the training frequencies (no
+  condition the data lacks). The spectral-norm vectors are kept as they are."""
+  conds = jnp.asarray(train_cond)
+
+  def body(s, k):
+    k_z, k_c, k_n = jax.random.split(k, 3)
+    z = jax.random.normal(k_z, (batch, config.model.z_dim))
+    y = conds[jax.random.randint(k_c, (batch,), 0, conds.shape[0])]
+    _, upd = g.apply({"params": params, "batch_stats": s}, z, y, jax.random.split(k_n, batch),
+                     train=True, mutable=["batch_stats"])
+    # Keep the spectral-norm vectors of the checkpoint: only BatchNorm is refitted.
+    old = flax.traverse_util.flatten_dict(s)
+    new = flax.traverse_util.unflatten_dict({
+        p: (v if p[-1] in ("mean", "var") else old[p])
+        for p, v in flax.traverse_util.flatten_dict(upd["batch_stats"]).items()})
+    return new, None
+
+  out, _ = jax.lax.scan(body, stats, jax.random.split(key, batches))
+  return out
+
+
+# ----------------------------------------------------------------------------
+# Images of a checkpoint.
+# ----------------------------------------------------------------------------
 def sample_keys(seed: int, index: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Per-sample keys for the latent vector and the noise. index: [N] int -> ([N, 2], [N, 2])."""
   base = jax.random.PRNGKey(seed)
@@ -138,7 +197,7 @@ def draw_without_near_copies(generate_rows: Callable[[np.ndarray, np.ndarray, np
   Slot k first gets sample index k; a near-copy is dropped and its slot gets the next
   unused index (N, N+1, ...), until every slot holds an image that passes. So each
   kept image is still the image of its (seed, index). generate_rows(level, pattern,
-  index) -> images. Raises ValueError after `max_draws` draws in all.
+  index) -> images. Raises errors.RunError after `max_draws` draws in all.
 
   Returns (images [N, 64, 64], index [N], dropped: [{index, level, pattern, distance}]).
   """
@@ -154,7 +213,7 @@ def draw_without_near_copies(generate_rows: Callable[[np.ndarray, np.ndarray, np
     dropped += [{"index": int(index[k]), "level": str(lv[k]), "pattern": str(pt[k]),
                  "distance": float(d)} for k, d in zip(bad, np.asarray(dist)[np.asarray(near, bool)])]
     if len(bad) and next_index + len(bad) > max_draws:
-      raise ValueError(f"{len(dropped)} of {next_index} images drawn were near-copies of training "
+      raise RunError(f"{len(dropped)} of {next_index} images drawn were near-copies of training "
                        f"slices; stopped at {max_draws} draws. The generator replays its training "
                        "data: choose another epoch (--mode=evaluate shows its memorisation audit)")
     index[bad] = np.arange(next_index, next_index + len(bad), dtype=np.int32)
@@ -182,28 +241,29 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   """
   seed = int(config.sample.seed if seed is None else seed)
   levels = conditions.check_levels(config.data.levels)
-  from spect_fastgan_jax import train as train_lib  # late: train imports this module's helpers lazily too
-  run_record = train_lib.read_run_record(workdir)
+  run_record = workdir_lib.read_run_record(workdir)
   if num_per_condition is None and config.sample.num_per_condition >= 0:
     num_per_condition = int(config.sample.num_per_condition)
   if num_per_condition is not None and num_per_condition < 1:
-    raise ValueError(f"num_per_condition must be >= 1, got {num_per_condition}")
+    raise ConfigError(f"num_per_condition must be >= 1, got {num_per_condition}")
   counts = default_counts(run_record, levels)
   if num_per_condition is not None:
     counts = {c: num_per_condition for c in counts}
 
-  g, _ = models.from_config(config.model, conditions.condition_dim(levels))
+  g, _ = models.from_config(config.model)
   g_vars = checkpoints.restore_sampler(workdir, epoch, generator_shapes(g, config))
 
   out_dir = os.path.join(workdir, "samples", f"epoch_{epoch:04d}_seed{seed}")
   hint = ", or choose another seed (--config.sample.seed)"
   outputs.refuse_existing(out_dir, overwrite, hint)  # before any work is spent
 
-  lv = np.array([l for (l, p), k in counts.items() for _ in range(k)])
-  pt = np.array([p for (l, p), k in counts.items() for _ in range(k)])
+  lv, pt = conditions.expand_counts(counts)
   log(f"sampling {len(lv)} images from epoch {epoch} (seed {seed}): "
       + ", ".join(f"{l} {p} {k}" for (l, p), k in counts.items()))
-  batch = min(int(config.sample.batch_size), max(len(lv), 1))
+  # Always this batch size, however few images: XLA may round a program compiled for
+  # another batch size differently in the last bit, and the Sampler API (api.py) runs
+  # this one, so both give the same image of a (seed, index), bit for bit.
+  batch = int(config.sample.batch_size)
   generate_fn = make_generate_fn(g, config.model.z_dim)
 
   def generate_rows(l, p, i):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from spect_fastgan_jax.data import simulate
-from spect_fastgan_jax.evaluation import classifier, config
+from configs import evaluate as config
+from spect_fastgan_jax.evaluation import classifier
 from test_data_simulate import small_sim
 from conftest import toy_dataset
 

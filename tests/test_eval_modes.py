@@ -9,8 +9,8 @@ import pytest
 
 from configs import dataset_a
 from conftest import ROOT, make_tiny, toy_dataset
-from spect_fastgan_jax import modes, train
-from spect_fastgan_jax.evaluation import config as eval_config
+from spect_fastgan_jax import errors, modes, train
+from configs import evaluate as eval_config
 
 
 def _user_config(npz):
@@ -104,7 +104,7 @@ def test_evaluate_side_by_side_gives_tukey_for_every_pair(run):
 
 def test_missing_epoch_is_a_user_error(run):
   config, workdir = run
-  with pytest.raises(modes.USER_ERRORS, match="epoch 7"):
+  with pytest.raises(errors.UserError, match="epoch 7"):
     modes.evaluate(config, workdir, epoch=7, log=lambda m: None)
 
 

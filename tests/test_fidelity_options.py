@@ -12,6 +12,11 @@ from configs import dataset_a, dataset_b
 from conftest import make_tiny, toy_dataset
 from spect_fastgan_jax import augment, conditions, losses, models, modes, runlog, train
 from spect_fastgan_jax.evaluation import monitor as monitor_lib
+from spect_fastgan_jax import errors
+from spect_fastgan_jax import input_pipeline
+from spect_fastgan_jax import sample
+from spect_fastgan_jax import train_state
+from spect_fastgan_jax import workdir as workdir_lib
 
 _quiet = lambda msg: None
 
@@ -77,7 +82,7 @@ def test_condition_spread_is_per_condition():
   images = np.concatenate([np.full((5, 64, 64), 0.5), rng.uniform(0, 1, (5, 64, 64))]).astype(np.float32)
   level = ["BG"] * 10
   pattern = ["normal"] * 5 + ["unilateral"] * 5
-  s = train.condition_spread(images, level, pattern)
+  s = input_pipeline.condition_spread(images, level, pattern)
   assert np.all(s[:5] == 1e-6)                                 # identical slices: the floor
   assert np.allclose(s[5:], s[5]) and 0.5 < s[5] < 0.8         # uniform pairs: 2 * 1/3 in [-1, 1]
 
@@ -91,7 +96,7 @@ def test_generator_and_discriminator_condition_modes(tiny_config_a):
   for g_cond, d_cond in (("cbn", "projection"), ("concat", "both")):
     config.model.g_cond, config.model.d_cond = g_cond, d_cond
     config.model.noise_full_res = True
-    g, d = models.from_config(config.model, 6)
+    g, d = models.from_config(config.model)
     gv = g.init({"params": jax.random.PRNGKey(2)}, z, y, keys, train=False)
     dv = d.init({"params": jax.random.PRNGKey(3)}, x, y, train=False)
     assert "noise0" in gv["params"]["up64"]
@@ -120,12 +125,12 @@ def test_generator_and_discriminator_condition_modes(tiny_config_a):
     assert not np.allclose(np.asarray(l0), np.asarray(l1))
   # Coordinate channels: two more input channels (row, column) beside image and condition.
   config.model.d_coords, config.model.d_cond = True, "input"
-  _, d = models.from_config(config.model, 6)
+  _, d = models.from_config(config.model)
   dv = d.init({"params": jax.random.PRNGKey(3)}, x, y, train=False)
   assert dv["params"]["in_conv"]["w"]["kernel"].shape[2] == 1 + 6 + 2
   # Without noise at 64 px the parameter tree is the paper's.
   config.model.noise_full_res, config.model.g_cond = False, "concat"
-  g, _ = models.from_config(config.model, 6)
+  g, _ = models.from_config(config.model)
   assert "noise0" not in g.init({"params": jax.random.PRNGKey(2)}, z, y, keys, train=False)["params"]["up64"]
 
 
@@ -147,13 +152,13 @@ def test_bad_fidelity_values_are_named(tiny_config_a, field, value):
 def test_sampler_statistics_come_from_the_training_conditions(tiny_config_a, toy_a):
   config = tiny_config_a
   config.optim.ema_decay = 0.9
-  g, d = models.from_config(config.model, 6)
-  state = train.create_train_state(config, g, d)
+  g, d = models.from_config(config.model)
+  state = train_state.create_train_state(config, g, d)
   state = state.replace(ema_params=jax.tree_util.tree_map(lambda p: p * 1.1, state.ema_params))
   levels = config.data.levels
   only_a = conditions.encode(levels, ["CER"], ["normal"])
   only_b = conditions.encode(levels, ["COR"], ["bilateral"])
-  stats = lambda rows: jax.tree_util.tree_leaves(train.sampler_variables(state, config, g, rows)["batch_stats"])
+  stats = lambda rows: jax.tree_util.tree_leaves(sample.sampler_variables(state, config, g, rows)["batch_stats"])
   same = [np.allclose(a, b) for a, b in zip(stats(only_a), stats(np.repeat(only_a, 7, 0)))]
   assert all(same)  # drawn from the rows given, whatever their number
   assert not all(np.allclose(a, b) for a, b in zip(stats(only_a), stats(only_b)))
@@ -206,7 +211,7 @@ def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tm
 def test_monitor_scores_real_images_as_real_and_flags_a_collapse(tmp_path, tiny_config_a):
   config = _small_evaluate(tiny_config_a)
   ds = toy_dataset(6, seed=1)
-  g, _ = models.from_config(config.model, 6)
+  g, _ = models.from_config(config.model)
   mon = monitor_lib.Monitor(config, str(tmp_path), ds, g, per_condition=6, log=_quiet)
   # The real slices themselves, in the sample's condition order: as diverse as real.
   real = np.concatenate([ds.slices[(np.asarray(ds.level) == l) & (np.asarray(ds.pattern) == p), 1]
@@ -272,7 +277,7 @@ def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, 
   train.train(config, str(tmp_path), toy_a, log=_quiet)
   path = tmp_path / "config.json"
   record = json.loads(path.read_text())
-  for block, fields in train._ADDED_FIELDS.items():
+  for block, fields in workdir_lib.ADDED_FIELDS.items():
     for name in fields:
       del record["config"][block][name]
   path.write_text(json.dumps(record))
@@ -282,11 +287,11 @@ def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, 
   assert any("resuming" in s for s in said)
   assert [r["epoch"] for r in runlog.read(str(tmp_path))] == [1, 2]
   # Its config reads complete, with the values it trained with.
-  saved = train.read_run_config(str(tmp_path))
+  saved = workdir_lib.read_run_config(str(tmp_path))
   assert saved.model.g_cond == "concat" and saved.model.output_peak == 1.0
   assert saved.loss.mode_seeking == 0.0 and saved.augment.renormalise is False
   # A recipe field that the older run did not have is still a change, and named.
   config.num_epochs = 3
   config.loss.mode_seeking = 0.5
-  with pytest.raises(train.TrainError, match="loss.mode_seeking"):
+  with pytest.raises(errors.RunError, match="loss.mode_seeking"):
     train.train(config, str(tmp_path), toy_a, log=_quiet)

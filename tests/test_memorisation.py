@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from spect_fastgan_jax import sample
+from spect_fastgan_jax import errors, sample
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.evaluation import memorisation
 
@@ -143,6 +143,6 @@ def test_draw_without_near_copies_replaces_copies_by_further_indices(reference):
   np.testing.assert_array_equal(images, generate_rows(lv, pt, index))   # (seed, index) -> the image
   assert not ref.near_copies(images, lv, pt)[0].any()
 
-  with pytest.raises(ValueError, match="near-copies"):
+  with pytest.raises(errors.RunError, match="near-copies"):
     sample.draw_without_near_copies(lambda l, p, i: generate_rows(l, p, 2 * i), lv, pt, ref.near_copies,
                                     max_draws=40)

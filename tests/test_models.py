@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from configs import dataset_a, dataset_b
-from spect_fastgan_jax import models, train
+from spect_fastgan_jax import layers, models, train_state
 
 
 def _count(tree):
@@ -14,8 +14,8 @@ def _count(tree):
 @pytest.mark.parametrize("get, cond_dim", [(dataset_a.get_config, 6), (dataset_b.get_config, 3)])
 def test_default_widths_match_the_spec(get, cond_dim):
   config = get()
-  g, d = models.from_config(config.model, cond_dim)
-  shapes = jax.eval_shape(lambda: train.init_variables(config, g, d, jax.random.PRNGKey(0)))
+  g, d = models.from_config(config.model)
+  shapes = jax.eval_shape(lambda: train_state.init_variables(config, g, d, jax.random.PRNGKey(0)))
   g_params, d_params = _count(shapes[0]["params"]), _count(shapes[1]["params"])
   # MODEL.md: G about 2.1 M with C = 6, D about 2.8 M with its decoders.
   assert 2.0e6 < g_params < 2.2e6
@@ -27,8 +27,8 @@ def test_default_widths_match_the_spec(get, cond_dim):
 
 def test_shapes_and_value_ranges(tiny_config_a):
   config = tiny_config_a
-  g, d = models.from_config(config.model, 6)
-  g_vars, d_vars = train.init_variables(config, g, d, jax.random.PRNGKey(0))
+  g, d = models.from_config(config.model)
+  g_vars, d_vars = train_state.init_variables(config, g, d, jax.random.PRNGKey(0))
   b = 3
   z = jax.random.normal(jax.random.PRNGKey(1), (b, config.model.z_dim)) * 3
   y = jnp.eye(6)[:b]
@@ -53,7 +53,7 @@ def test_crop_target_takes_the_matching_32px_window():
 
 
 def test_spectral_norm_brings_the_top_singular_value_to_one():
-  sk = models.SpectralKernel((3, 3, 4, 6))
+  sk = layers.SpectralKernel((3, 3, 4, 6))
   v = sk.init(jax.random.PRNGKey(0), update_stats=False)
   v = {"params": jax.tree_util.tree_map(lambda p: p * 50.0, v["params"]), "batch_stats": v["batch_stats"]}
   for _ in range(30):  # power iteration converges over training calls
@@ -68,8 +68,8 @@ def test_spectral_norm_brings_the_top_singular_value_to_one():
 
 def test_generator_in_eval_mode_ignores_the_rest_of_the_batch(tiny_config_a):
   config = tiny_config_a
-  g, d = models.from_config(config.model, 6)
-  g_vars, _ = train.init_variables(config, g, d, jax.random.PRNGKey(0))
+  g, d = models.from_config(config.model)
+  g_vars, _ = train_state.init_variables(config, g, d, jax.random.PRNGKey(0))
   # Make noise injection matter, so that per-sample noise keys are exercised.
   g_vars = jax.tree_util.tree_map_with_path(
       lambda p, x: x + 0.5 if "scale" in jax.tree_util.keystr(p) else x, g_vars)
@@ -85,30 +85,30 @@ def test_bad_model_config_fields_are_named(tiny_config_a):
   config = tiny_config_a
   config.model.g_channels = (8, 8)
   with pytest.raises(ValueError, match="model.g_channels"):
-    models.from_config(config.model, 6)
+    models.from_config(config.model)
   config = dataset_a.get_config()
   config.model.dtype = "float8"
   with pytest.raises(ValueError, match="model.dtype"):
-    models.from_config(config.model, 6)
+    models.from_config(config.model)
   config.model.conv_impl = "fft"
   with pytest.raises(ValueError, match="model.conv_impl"):
-    models.from_config(config.model, 6)
+    models.from_config(config.model)
 
 
 @pytest.mark.parametrize("h, w, ci, co", [(4, 4, 3, 5), (5, 3, 2, 4), (8, 8, 16, 8)])
 def test_sub_pixel_form_is_upsample_then_conv3x3(h, w, ci, co):
   x = jax.random.normal(jax.random.PRNGKey(0), (2, h, w, ci))
   k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, ci, co))
-  want = jax.lax.conv_general_dilated(models.upsample2(x), k, (1, 1), "SAME",
+  want = jax.lax.conv_general_dilated(layers.upsample2(x), k, (1, 1), "SAME",
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  got = models.upsample_conv3x3(x, k)
+  got = layers.upsample_conv3x3(x, k)
   assert got.shape == (2, 2 * h, 2 * w, co)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   # Same gradients, for inputs and weights.
   cot = jax.random.normal(jax.random.PRNGKey(2), want.shape)
   f_want = lambda x, k: jnp.sum(jax.lax.conv_general_dilated(
-      models.upsample2(x), k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) * cot)
-  f_got = lambda x, k: jnp.sum(models.upsample_conv3x3(x, k) * cot)
+      layers.upsample2(x), k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) * cot)
+  f_got = lambda x, k: jnp.sum(layers.upsample_conv3x3(x, k) * cot)
   for a, b in zip(jax.grad(f_got, (0, 1))(x, k), jax.grad(f_want, (0, 1))(x, k)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
@@ -116,11 +116,11 @@ def test_sub_pixel_form_is_upsample_then_conv3x3(h, w, ci, co):
 def test_conv_impls_share_parameters_and_compute_the_same_networks(tiny_config_a):
   config = tiny_config_a
   nets = {}
-  for impl in models.CONV_IMPLS:
+  for impl in layers.CONV_IMPLS:
     config.model.conv_impl = impl
-    nets[impl] = models.from_config(config.model, 6)
-  g_vars, d_vars = train.init_variables(config, *nets["xla"], jax.random.PRNGKey(0))
-  g_m, d_m = train.init_variables(config, *nets["matmul"], jax.random.PRNGKey(0))
+    nets[impl] = models.from_config(config.model)
+  g_vars, d_vars = train_state.init_variables(config, *nets["xla"], jax.random.PRNGKey(0))
+  g_m, d_m = train_state.init_variables(config, *nets["matmul"], jax.random.PRNGKey(0))
   assert jax.tree_util.tree_structure(g_vars) == jax.tree_util.tree_structure(g_m)
   assert jax.tree_util.tree_structure(d_vars) == jax.tree_util.tree_structure(d_m)
   b = 3
@@ -149,6 +149,6 @@ def test_conv_impls_share_parameters_and_compute_the_same_networks(tiny_config_a
 
 
 def test_auto_conv_impl_picks_matmul_on_cpu_only():
-  assert models.resolve_conv_impl("auto", "cpu") == "matmul"
-  assert models.resolve_conv_impl("auto", "gpu") == "xla"
-  assert models.resolve_conv_impl("xla", "cpu") == "xla"
+  assert layers.resolve_conv_impl("auto", "cpu") == "matmul"
+  assert layers.resolve_conv_impl("auto", "gpu") == "xla"
+  assert layers.resolve_conv_impl("xla", "cpu") == "xla"

@@ -15,6 +15,8 @@ import numpy as np
 
 from conftest import ROOT, toy_dataset
 from spect_fastgan_jax import checkpoints, models, train
+from spect_fastgan_jax import train_state
+from spect_fastgan_jax import workdir as workdir_lib
 
 TINY = ["--config.model.g_channels=(16,8,8,8,8)", "--config.model.d_channels=(8,8,8,8)",
         "--config.model.d_out_channels=8", "--config.model.dec_channels=(8,8,8)",
@@ -161,12 +163,12 @@ def test_two_processes_train_the_run_of_one_and_resume_after_both_are_killed(tmp
   # 1e-4 leaves a 20x margin yet is far below what one epoch of training changes
   # (checked below), so a wrong batch split, a lost or doubled gradient, or a process
   # that trained on other batches fails it.
-  config = train.read_run_config(str(workdir))
+  config = workdir_lib.read_run_config(str(workdir))
   config.log.progress = False
   ds = toy_dataset(1)
   train.train(config, str(tmp_path / "single"), ds, log=lambda m: None)
-  g, d = models.from_config(config.model, 6)
-  state = train.create_train_state(config, g, d)
+  g, d = models.from_config(config.model)
+  state = train_state.create_train_state(config, g, d)
   like = {"params": state.g_params, "batch_stats": state.g_stats}
   single = checkpoints.restore_sampler(str(tmp_path / "single"), epochs, like)
   multi = checkpoints.restore_sampler(str(workdir), epochs, like)

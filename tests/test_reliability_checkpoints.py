@@ -13,7 +13,7 @@ import pytest
 
 from configs import dataset_a
 from conftest import make_tiny, toy_dataset
-from spect_fastgan_jax import checkpoints, conditions, models, modes, preflight, sample, train
+from spect_fastgan_jax import checkpoints, conditions, errors, models, modes, preflight, sample, train
 
 
 def _quiet(msg):
@@ -68,7 +68,7 @@ def copy(run2, tmp_path):
 
 def _generator_like():
   config = _config(2)
-  g, _ = models.from_config(config.model, conditions.condition_dim(config.data.levels))
+  g, _ = models.from_config(config.model)
   return sample.generator_shapes(g, config)
 
 
@@ -88,7 +88,7 @@ def test_a_damaged_epoch_is_named_and_the_others_still_load(copy):
 
 def test_sampling_a_damaged_epoch_is_one_clear_user_error(copy):
   _truncate(_largest_file(os.path.join(copy, "checkpoints", "sampler", "2")))
-  with pytest.raises(modes.USER_ERRORS) as err:
+  with pytest.raises(errors.UserError) as err:
     modes.sample(_config(2), copy, epoch=2, num_per_condition=1, overwrite=False, log=_quiet)
   message = str(err.value)
   assert "epoch 2" in message and "\n" not in message and len(message) < 600
@@ -154,7 +154,7 @@ def test_an_unwritable_workdir_is_refused_with_one_line(tmp_path):
   blocker.write_text("not a folder")
   with pytest.raises(preflight.PreflightError, match="cannot create the workdir"):
     preflight.check_writable(str(blocker / "run"))
-  with pytest.raises(modes.USER_ERRORS, match="workdir"):
+  with pytest.raises(errors.UserError, match="workdir"):
     train.train(_config(1), str(blocker / "run"), toy_dataset(), log=_quiet)
 
 

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from configs import dataset_a, data as data_config
-from spect_fastgan_jax import modes, train
+from spect_fastgan_jax import errors, modes, train
 from spect_fastgan_jax.data import dataset, manifest, source
 from spect_fastgan_jax.data.dataset import DataError, SliceDataset
+from spect_fastgan_jax import sharding
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -244,18 +245,18 @@ def test_an_absurd_config_value_is_refused_naming_the_field(data, field):
     node[leaf] = value
   with pytest.raises(ValueError) as err:
     train.check_config(config)
-  assert isinstance(err.value, modes.USER_ERRORS)
+  assert isinstance(err.value, errors.UserError)
   message = str(err.value)
   assert field.split(".")[-1] in message and _one_line(message)
 
 
 def test_more_devices_than_visible_or_than_the_batch_is_refused():
   with pytest.raises(ValueError, match="num_devices is 64 but only"):
-    train.make_mesh(64, 4)
+    sharding.make_mesh(64, 4)
   import jax
   if len(jax.devices()) >= 3:
     with pytest.raises(ValueError, match="must split evenly"):
-      train.make_mesh(3, 4)
+      sharding.make_mesh(3, 4)
 
 
 def test_a_batch_larger_than_the_data_set_is_refused_before_compiling(tmp_path):

@@ -1,6 +1,7 @@
 """Data parallelism over several devices and several seeds in one program."""
 
 import json
+import functools
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import pytest
 
 from conftest import ROOT, toy_dataset
 from spect_fastgan_jax import checkpoints, conditions, models, sample, train
+from spect_fastgan_jax import input_pipeline
+from spect_fastgan_jax import train_state
 
 _quiet = lambda msg: None
 
@@ -34,7 +37,7 @@ def test_four_devices_train_the_same_run_as_one(tmp_path):
       sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'tests')!r}]
       import jax, numpy as np, conftest
       from configs import dataset_a
-      from spect_fastgan_jax import train
+      from spect_fastgan_jax import sharding, train
       assert len(jax.devices()) == 4
       ds = conftest.toy_dataset(1)  # 9 slices: two steps of batch 4
       out = {{}}
@@ -49,7 +52,7 @@ def test_four_devices_train_the_same_run_as_one(tmp_path):
       for bad, field in ((8, "only 4 device"), (3, "split evenly")):
         cfg.num_devices = bad
         try:
-          train.make_mesh(cfg.num_devices, cfg.batch_size)
+          sharding.make_mesh(cfg.num_devices, cfg.batch_size)
         except ValueError as e:
           assert field in str(e) and "num_devices" in str(e), e
         else:
@@ -87,7 +90,7 @@ def test_seeds_trained_together_equal_seeds_trained_alone(tmp_path, tiny_config_
   member = jax.tree_util.tree_map(lambda x: x[1], together)
   assert _max_diff(member.g_params, alone.g_params) < 2e-2
   assert _max_diff(member.d_params, alone.d_params) < 2e-2
-  g, _ = models.from_config(config.model, 6)
+  g, _ = models.from_config(config.model)
   cond = conditions.encode(config.data.levels, ["BG"] * 4, ["normal", "unilateral", "bilateral", "normal"])
   imgs = [sample.generate(g, {"params": s.g_params, "batch_stats": s.g_stats}, cond, 0,
                           np.arange(4, dtype=np.int32), config.model.z_dim) for s in (member, alone)]
@@ -111,14 +114,14 @@ def test_bfloat16_compute_trains_with_float32_weights(tiny_config_a, toy_a):
   import jax.numpy as jnp
   config = tiny_config_a
   config.model.dtype = "bfloat16"
-  g, d = models.from_config(config.model, 6)
-  state = train.create_train_state(config, g, d)
-  data = train.device_data(toy_a, config.data.levels)
-  step = jax.jit(train.make_train_step(config, g, d))
+  g, d = models.from_config(config.model)
+  state = train_state.create_train_state(config, g, d)
+  data = input_pipeline.device_data(toy_a, config.data.levels)
+  step = jax.jit(functools.partial(train.train_step, config=config, g=g, d=d))
   idx = jnp.arange(config.batch_size)
   history = []
   for i in range(4):  # bfloat16 convolutions are emulated on CPU, hence slow: few steps
-    state, m = step(state, data.slices[idx], data.cond[idx], data.flip_ok[idx], data.spread[idx],
+    state, m = step(state, input_pipeline.gather(data, idx),
                     jax.random.PRNGKey(i))
     history.append({k: float(v) for k, v in m.items()})
   assert all(np.isfinite(v) for h in history for v in h.values())

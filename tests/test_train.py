@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 
@@ -8,17 +9,20 @@ import pytest
 
 from conftest import toy_dataset
 from spect_fastgan_jax import checkpoints, models, runlog, train
+from spect_fastgan_jax import errors
+from spect_fastgan_jax import input_pipeline
+from spect_fastgan_jax import sample
+from spect_fastgan_jax import train_state
 
 _quiet = lambda msg: None
 
 
 def _setup(config, ds):
-  g, d = models.from_config(config.model, 6)
-  state = train.create_train_state(config, g, d)
-  data = train.device_data(ds, config.data.levels)
-  step = jax.jit(train.make_train_step(config, g, d))
-  idx = jnp.arange(config.batch_size)
-  batch = (data.slices[idx], data.cond[idx], data.flip_ok[idx], data.spread[idx])
+  g, d = models.from_config(config.model)
+  state = train_state.create_train_state(config, g, d)
+  data = input_pipeline.device_data(ds, config.data.levels)
+  step = jax.jit(functools.partial(train.train_step, config=config, g=g, d=d))
+  batch = input_pipeline.gather(data, jnp.arange(config.batch_size))
   return state, step, batch
 
 
@@ -30,18 +34,18 @@ def test_one_step_moves_each_network_downhill_on_its_own_loss(tiny_config_a, toy
   state, step, batch = _setup(tiny_config_a, toy_a)
   key = jax.random.PRNGKey(7)
   for _ in range(3):  # a few steps in, away from the initial transient
-    state, _ = step(state, *batch, key)
-  new, before = step(state, *batch, key)
+    state, _ = step(state, batch, key)
+  new, before = step(state, batch, key)
   # Metrics are the losses at the step's input parameters: swap one network at a time.
-  _, g_moved = step(state.replace(g_params=new.g_params, g_stats=new.g_stats), *batch, key)
-  _, d_moved = step(state.replace(d_params=new.d_params, d_stats=new.d_stats), *batch, key)
+  _, g_moved = step(state.replace(g_params=new.g_params, g_stats=new.g_stats), batch, key)
+  _, d_moved = step(state.replace(d_params=new.d_params, d_stats=new.d_stats), batch, key)
   assert float(g_moved["g"]) < float(before["g"])
   assert _d_total(d_moved) < _d_total(before)
 
 
 def test_both_adam_states_change_in_one_step(tiny_config_a, toy_a):
   state, step, batch = _setup(tiny_config_a, toy_a)
-  new, _ = step(state, *batch, jax.random.PRNGKey(0))
+  new, _ = step(state, batch, jax.random.PRNGKey(0))
   for name in ("g_opt", "d_opt", "g_params", "d_params"):
     old_leaves = jax.tree_util.tree_leaves(getattr(state, name))
     new_leaves = jax.tree_util.tree_leaves(getattr(new, name))
@@ -54,7 +58,7 @@ def test_training_on_a_fixed_set_lowers_the_losses_and_stays_finite(tiny_config_
   state, step, batch = _setup(tiny_config_a, toy_a)
   history = []
   for i in range(40):
-    state, m = step(state, *batch, jax.random.PRNGKey(i))
+    state, m = step(state, batch, jax.random.PRNGKey(i))
     history.append({k: float(v) for k, v in m.items()})
   assert all(np.isfinite(v) for h in history for v in h.values())
   first, last = history[:5], history[-5:]
@@ -72,8 +76,8 @@ def test_checkpoints_round_trip_and_cover_every_epoch(tmp_path, tiny_config_a, t
   final = train.train(config, str(tmp_path), toy_a, log=_quiet)
   assert checkpoints.sampler_epochs(str(tmp_path)) == [1, 2]
   ck = checkpoints.RunCheckpoints(str(tmp_path), 3)
-  g, d = models.from_config(config.model, 6)
-  restored = ck.restore_train(2, train.create_train_state(config, g, d))
+  g, d = models.from_config(config.model)
+  restored = ck.restore_train(2, train_state.create_train_state(config, g, d))
   ck.close()
   assert _trees_equal(restored, final)
   like = {"params": final.g_params, "batch_stats": final.g_stats}
@@ -113,7 +117,7 @@ def test_resuming_with_a_changed_model_field_is_refused(tmp_path, tiny_config_a,
   train.train(config, str(tmp_path), toy_a, log=_quiet)
   config.num_epochs = 2
   config.optim.lr_g = 1e-3
-  with pytest.raises(train.TrainError, match="optim.lr_g"):
+  with pytest.raises(errors.RunError, match="optim.lr_g"):
     train.train(config, str(tmp_path), toy_a, log=_quiet)
 
 
@@ -122,7 +126,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
   config.num_epochs = 3
   config.optim.lr_d = 1e30
   config.optim.lr_g = 1e30
-  with pytest.raises(train.TrainError, match="non-finite loss in epoch") as err:
+  with pytest.raises(errors.RunError, match="non-finite loss in epoch") as err:
     train.train(config, str(tmp_path), toy_a, log=_quiet)
   last_good = int(str(err.value).split("last good checkpoint is epoch ")[1].split(";")[0])
   assert checkpoints.sampler_epochs(str(tmp_path)) == list(range(1, last_good + 1))
@@ -156,11 +160,11 @@ def test_batch_larger_than_the_data_set_is_refused(tmp_path, tiny_config_a, toy_
 def test_ema_generator_gets_statistics_that_fit_its_weights(tiny_config_a, toy_a):
   config = tiny_config_a
   config.optim.ema_decay = 0.9
-  g, d = models.from_config(config.model, 6)
+  g, d = models.from_config(config.model)
   state, step, batch = _setup(config, toy_a)
   for i in range(5):
-    state, _ = step(state, *batch, jax.random.PRNGKey(i))
-  sampler = train.sampler_variables(state, config, g, batch[1])
+    state, _ = step(state, batch, jax.random.PRNGKey(i))
+  sampler = sample.sampler_variables(state, config, g, batch.cond)
   assert _trees_equal(sampler["params"], state.ema_params)
   assert not _trees_equal(sampler["params"], state.g_params)
   flat_new = jax.tree_util.tree_leaves_with_path(sampler["batch_stats"])
@@ -174,12 +178,12 @@ def test_ema_generator_gets_statistics_that_fit_its_weights(tiny_config_a, toy_a
 def test_scan_and_step_loops_train_the_same_run(tiny_config_a):
   config = tiny_config_a
   toy = toy_dataset(1)  # two steps: XLA:CPU runs the scan's loop body slowly
-  g, d = models.from_config(config.model, 6)
-  data = train.device_data(toy, config.data.levels)
+  g, d = models.from_config(config.model)
+  data = input_pipeline.device_data(toy, config.data.levels)
   out = {}
   for loop in ("scan", "steps"):
     epoch = train.make_train_epoch(config, g, d, len(toy), train_loop=loop)
-    state, metrics = epoch(train.create_train_state(config, g, d), data)
+    state, metrics = epoch(train_state.create_train_state(config, g, d), data)
     out[loop] = (state, metrics)
   assert int(out["scan"][0].epoch) == int(out["steps"][0].epoch) == 1
   assert int(out["scan"][0].step) == int(out["steps"][0].step) == len(toy) // config.batch_size

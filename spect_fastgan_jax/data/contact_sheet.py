@@ -7,7 +7,8 @@ import os
 import numpy as np
 
 from spect_fastgan_jax import conditions
-from spect_fastgan_jax.data.dataset import SliceDataset, atomic_write
+from spect_fastgan_jax.data.dataset import SliceDataset
+from spect_fastgan_jax.outputs import atomic_write
 
 
 def pick_examples(ds: SliceDataset, level: str, pattern: str, n: int) -> np.ndarray:

@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
-from typing import BinaryIO, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from spect_fastgan_jax import conditions
+from spect_fastgan_jax.errors import DataError  # noqa: F401  (raised here; imported from here by callers)
+from spect_fastgan_jax.outputs import atomic_write
 
 MATRIX = 64
 
 
-class DataError(ValueError):
-  """Bad input data; the message names the file, row or field at fault."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,25 +92,6 @@ class SliceDataset:
     atomic_write(path, lambda f: np.savez(f, slices=self.slices, level=self.level,
                                           pattern=self.pattern, side=self.side,
                                           subject=self.subject), suffix=".npz")
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], suffix: str = "") -> None:
-  """Calls write(file) on a temporary file next to `path`, then renames it to `path`:
-  readers see the old file or the complete new one, never a partial one."""
-  path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      write(f)
-    # mkstemp makes the file private (0600); data sets and figures are meant to be shared.
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
 
 
 def load(path: str | os.PathLike) -> SliceDataset:

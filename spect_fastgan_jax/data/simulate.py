@@ -29,6 +29,7 @@ from scipy import ndimage
 from spect_fastgan_jax import conditions
 from spect_fastgan_jax.data import anatomy
 from spect_fastgan_jax.data.dataset import MATRIX, SliceDataset
+from spect_fastgan_jax.errors import ConfigError
 
 # Bumped whenever the simulator's output for the same parameters changes, so that
 # stale cached sets are not reused.
@@ -64,11 +65,11 @@ def count_plan(sim) -> dict[tuple[str, str], int]:
       key = f"{level}_{pattern}"
       n = int(sim.counts.get(key, 0))
       if n < 0:
-        raise ValueError(f"config field data.simulation.counts.{key} is negative ({n})")
+        raise ConfigError(f"config field data.simulation.counts.{key} is negative ({n})")
       plan[(level, pattern)] = n
   unknown = set(sim.counts.keys()) - {f"{l}_{p}" for l, p in plan}
   if unknown:
-    raise ValueError(f"config field data.simulation.counts has unknown key(s) {sorted(unknown)}; "
+    raise ConfigError(f"config field data.simulation.counts has unknown key(s) {sorted(unknown)}; "
                      "keys are LEVEL_pattern, e.g. BG_unilateral")
   return plan
 
@@ -107,7 +108,7 @@ def plan_subjects(sim) -> list[Subject]:
     need = {l: counts[(l, pattern)] for l in conditions.LEVELS}
     for level, n in need.items():
       if n and not any(_visible(sim, t, level) for t, w in sim.territory_weights.items() if w > 0):
-        raise ValueError(f"{n} {pattern} slices are asked for at level {level}, but no territory "
+        raise ConfigError(f"{n} {pattern} slices are asked for at level {level}, but no territory "
                          "with a positive weight is visible there (config field "
                          "data.simulation.territory_levels)")
     side_offset = int(rng.integers(2))
@@ -115,7 +116,7 @@ def plan_subjects(sim) -> list[Subject]:
     while any(need.values()):
       draws += 1
       if draws > 100 * (sum(counts.values()) + 1):
-        raise ValueError(f"cannot place the {pattern} slices: territory_weights make the "
+        raise ConfigError(f"cannot place the {pattern} slices: territory_weights make the "
                          "visible territories too rare")
       n = len([s for s in subjects if s.pattern == pattern])
       if pattern == "unilateral":
@@ -241,7 +242,7 @@ def simulate_subject(phantom: anatomy.Phantom, sim, subject: Subject,
     k0 = max(int(np.floor(idx[2].min() - reach)), 0)
     k1 = min(int(np.ceil(idx[2].max() + reach)) + 1, phantom.shape[2])
     if k1 - k0 < 2:
-      raise ValueError(f"level {level} at MNI z {level_z[level]:.1f} mm is outside the phantom")
+      raise ConfigError(f"level {level} at MNI z {level_z[level]:.1f} mm is outside the phantom")
     sl = np.s_[:, :, k0:k1]
     tissue = phantom.cortex[sl] + a_wm * phantom.white[sl] + a_deep * phantom.deep[sl]
     activity = tissue * table[phantom.label[sl]]
@@ -285,7 +286,7 @@ def simulate(sim, log: Callable[[str], None] = print) -> SliceDataset:
   subjects = plan_subjects(sim)
   n_slices = sum(len(s.levels) for s in subjects)
   if n_slices == 0:
-    raise ValueError("config field data.simulation.counts asks for no slices at all")
+    raise ConfigError("config field data.simulation.counts asks for no slices at all")
   log(f"simulating {n_slices} slices of {len(subjects)} subjects")
   # One process: the whole default set takes about 10 s, less than starting worker
   # processes that would each import nilearn and rebuild the phantom.

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from spect_fastgan_jax import outputs
 from spect_fastgan_jax.data import contact_sheet, dataset, manifest, simulate
 from spect_fastgan_jax.data.dataset import DataError, SliceDataset
 
@@ -58,7 +59,7 @@ def simulated_set(data_config, log: Log = print) -> SliceDataset:
     ds.save(path)
     # Beside the npz, for people browsing the cache: what the set was built from.
     text = json.dumps(sim.to_dict(), sort_keys=True, indent=1, default=list)
-    dataset.atomic_write(path[:-len(".npz")] + ".json", lambda f: f.write(text.encode()))
+    outputs.atomic_write(path[:-len(".npz")] + ".json", lambda f: f.write(text.encode()))
     log(f"cached the simulated data set as {path}")
   except OSError as e:  # a read-only cache must not stop a run
     log(f"could not cache the simulated data set in {cache_dir}: {e}")

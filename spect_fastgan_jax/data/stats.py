@@ -9,12 +9,16 @@ from spect_fastgan_jax import conditions
 from spect_fastgan_jax.data.dataset import MATRIX, SliceDataset
 
 
-def normalise(images: np.ndarray) -> np.ndarray:
-  """images: [N, H, W] counts -> [N, H, W] float32 scaled to each image's maximum,
-  as training normalises a slice."""
-  images = np.asarray(images, np.float32)
-  peak = images.reshape(len(images), -1).max(axis=1)
-  return images / np.maximum(peak, 1e-12)[:, None, None]
+def normalise(images):
+  """Divides each slice by its own maximum count: [..., H, W] -> the same, in [0, 1].
+
+  The one max-normalisation of the package: training's device pipeline applies it to
+  JAX arrays (traced or not), evaluation to NumPy arrays (returned as float32).
+  """
+  if not hasattr(images, "at"):  # NumPy arrays and sequences; JAX arrays have `.at`
+    images = np.asarray(images, np.float32)
+  peak = images.max(axis=(-2, -1), keepdims=True)
+  return images / peak.clip(1e-12)
 
 
 def mean_counts(images: np.ndarray) -> np.ndarray:

@@ -23,9 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from spect_fastgan_jax import conditions
-from spect_fastgan_jax.data.dataset import SliceDataset, atomic_write
+from spect_fastgan_jax import augment, conditions
+from spect_fastgan_jax.data.dataset import SliceDataset
+from spect_fastgan_jax.outputs import atomic_write
 from spect_fastgan_jax.evaluation.metrics import normalise
+from spect_fastgan_jax.errors import ConfigError
 
 CACHE_VERSION = 1
 SIDE_CLASSES = ("left", "right")
@@ -101,7 +103,7 @@ def subject_split(ds: SliceDataset, holdout_fraction: float, seed: int) -> np.nd
   """[N] bool, True for slices of held-out subjects. Subjects are drawn per pattern
   (a subject's first slice decides), so every pattern is represented in both parts."""
   if not 0 < holdout_fraction < 1:
-    raise ValueError(f"config field evaluate.classifier.holdout_fraction must be in (0, 1), "
+    raise ConfigError(f"config field evaluate.classifier.holdout_fraction must be in (0, 1), "
                      f"got {holdout_fraction}")
   rng = np.random.default_rng(seed)
   subjects, first = np.unique(ds.subject, return_index=True)
@@ -181,7 +183,7 @@ def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None) -> T
     alt = jax.random.randint(k1, (bs,), 0, k)
     x = images[idx, alt]
     shift = jax.random.randint(k2, (bs,), -max_shift, max_shift + 1)
-    x = jax.vmap(_shift_rows)(x, shift)
+    x = augment.shift_rows(x, shift)
 
     def loss_fn(p):
       _, logits = module.apply({"params": p}, x)
@@ -198,13 +200,6 @@ def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None) -> T
   losses = np.asarray(losses)
   log(f"classifier: {steps} steps, loss {losses[:10].mean():.3f} -> {losses[-10:].mean():.3f}")
   return Trained(module, params)
-
-
-def _shift_rows(x, t):
-  """Shifts a [64, 64] image by t rows (anterior-posterior), zero fill."""
-  rows = jnp.arange(x.shape[0])
-  src = rows - t
-  return jnp.where(((src >= 0) & (src < x.shape[0]))[:, None], x[jnp.clip(src, 0, x.shape[0] - 1)], 0.0)
 
 
 def accuracy(trained: Trained, images: np.ndarray, level, pattern, side=None,

@@ -22,8 +22,7 @@ class RunSampler:
 
   @staticmethod
   def of(run_config, workdir: str) -> "RunSampler":
-    levels = conditions.check_levels(run_config.data.levels)
-    g, _ = models.from_config(run_config.model, conditions.condition_dim(levels))
+    g, _ = models.from_config(run_config.model)
     return RunSampler(run_config, workdir, g, sample.generator_shapes(g, run_config),
                       sample.make_generate_fn(g, int(run_config.model.z_dim)))
 
@@ -33,8 +32,7 @@ class RunSampler:
     checkpoint of `epoch`; sample indices 0..N-1 of `seed` (reproducible)."""
     levels = conditions.check_levels(self.config.data.levels)
     g_vars = checkpoints.restore_sampler(self.workdir, epoch, self.shapes)
-    lv = np.array([l for (l, p), k in counts.items() for _ in range(k)])
-    pt = np.array([p for (l, p), k in counts.items() for _ in range(k)])
+    lv, pt = conditions.expand_counts(counts)
     cond = conditions.encode(levels, lv, pt)
     # A fixed batch size keeps one compiled program for every epoch and count.
     imgs = sample.generate(self.generator, g_vars, cond, seed, np.arange(len(lv), dtype=np.int32),

@@ -43,6 +43,7 @@ from scipy import stats as sp_stats
 from spect_fastgan_jax import conditions
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.evaluation import metrics
+from spect_fastgan_jax.errors import ConfigError
 
 # Slices of a data-set row the generator sees: index into slices[:, k].
 _ROW_SLICES = {0: "below", 1: "centre", 2: "above"}
@@ -232,9 +233,9 @@ def new_patient_reference(ds: SliceDataset, *, max_shift: int, flip: bool, quant
   """Builds the reference of `ds` (the run's training set). `features`, when given,
   maps images [N, 64, 64] to classifier features [N, F]."""
   if not 0 < quantile < 1:
-    raise ValueError(f"config field evaluate.memorisation.near_copy_quantile must be in (0, 1), got {quantile}")
+    raise ConfigError(f"config field evaluate.memorisation.near_copy_quantile must be in (0, 1), got {quantile}")
   if not 0 <= smooth_px <= 8:
-    raise ValueError(f"config field evaluate.memorisation.smooth_px must be in [0, 8], got {smooth_px}")
+    raise ConfigError(f"config field evaluate.memorisation.smooth_px must be in [0, 8], got {smooth_px}")
   train = TrainingSlices.of(ds)
   train_f = features(train.images) if features is not None else None
   train_px = for_pixels(train.images, smooth_px)

@@ -10,9 +10,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from spect_fastgan_jax import conditions, provenance
+from spect_fastgan_jax import conditions, outputs, provenance
 from spect_fastgan_jax.data.dataset import SliceDataset
-from spect_fastgan_jax.evaluation import (augmentation, classifier, figures, memorisation, outputs,
+from spect_fastgan_jax.evaluation import (augmentation, classifier, figures, memorisation,
                                           score, stats)
 from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
 

@@ -22,9 +22,11 @@ import numpy as np
 
 from spect_fastgan_jax import conditions, provenance
 from spect_fastgan_jax.data.dataset import SliceDataset
-from spect_fastgan_jax.evaluation import classifier, figures, metrics, outputs, score, stats
+from spect_fastgan_jax import outputs
+from spect_fastgan_jax.evaluation import classifier, figures, metrics, score, stats
 from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
 from spect_fastgan_jax.evaluation.report import real_group
+from spect_fastgan_jax.errors import CheckpointError, ConfigError
 
 Log = Callable[[str], None]
 
@@ -91,7 +93,7 @@ def choose(rows: Sequence[dict], accuracy_margin: float, min_diversity: float) -
 def epochs_to_score(available: Sequence[int], every: int) -> list[int]:
   """Every `every`-th saved epoch (multiples of `every`), always with the last one."""
   if every < 1:
-    raise ValueError(f"--select_every must be >= 1, got {every}")
+    raise ConfigError(f"--select_every must be >= 1, got {every}")
   chosen = [e for e in available if e % every == 0]
   if available and available[-1] not in chosen:
     chosen.append(available[-1])
@@ -104,7 +106,7 @@ def select(run_config, workdir: str, epochs: Sequence[int], ds: SliceDataset, cf
   `out_dir` (refused if it exists, unless `overwrite`) and returns select.json's dict."""
   outputs.refuse_existing(out_dir, overwrite)
   if not epochs:
-    raise ValueError(f"no epochs to score in {workdir}")
+    raise CheckpointError(f"no epochs to score in {workdir}")
   scorer = Scorer(run_config, workdir, ds, cfg, cache_dir, log)
   rows = []
   for e in epochs:

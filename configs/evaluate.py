@@ -1,7 +1,7 @@
 """Settings of --mode=evaluate and --mode=select, with a comment on each.
 
-modes.py reads `config.evaluate` when the run's config has that block and these
-defaults otherwise; the classifier block is part of the classifier cache key,
+configs/default.py makes this the `evaluate` block of every config, and modes.py
+reads it from the config given on the command line; the classifier block is part of the classifier cache key,
 so changing it trains a new classifier instead of reusing a stale one.
 """
 

@@ -1,0 +1,110 @@
+"""A run's training state: both networks, both Adam states, the EMA generator, the
+step, the epoch and the base key, as one pytree that checkpoints whole; and where a
+run starts: fresh (its initial weights come from config.seed alone) or from its
+newest checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from spect_fastgan_jax import conditions, models, preflight, rng, sharding
+
+Array = jax.Array
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything needed to resume, as one pytree (checkpointed as a whole)."""
+  step: Array          # int32, steps taken
+  epoch: Array         # int32, full epochs completed
+  key: Array           # uint32 [2], the run's base key (raw key data serialises); rng.py
+  g_params: PyTree
+  g_stats: PyTree      # G's BatchNorm running statistics and spectral-norm vectors
+  d_params: PyTree
+  d_stats: PyTree
+  g_opt: PyTree
+  d_opt: PyTree
+  ema_params: PyTree   # EMA of G's weights; {} when config.optim.ema_decay == 0
+
+
+def make_optimizers(optim_config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+  """Adam for G and for D (config.optim)."""
+  o = optim_config
+  return (optax.adam(o.lr_g, b1=o.b1, b2=o.b2), optax.adam(o.lr_d, b1=o.b1, b2=o.b2))
+
+
+def init_variables(config, g: models.Generator, d: models.Discriminator, key: Array):
+  """Initial variables of G and D."""
+  c = conditions.condition_dim(config.data.levels)
+  k_g, k_d = jax.random.split(key)
+  z = jnp.zeros((1, config.model.z_dim), jnp.float32)
+  y = jnp.zeros((1, c), jnp.float32)
+  g_vars = g.init({"params": k_g}, z, y, jax.random.split(k_g, 1), train=False)
+  d_vars = d.init({"params": k_d}, jnp.zeros((1, 64, 64, 1)), y, train=False,
+                  crop_offsets=jnp.zeros((1, 2), jnp.int32))
+  return g_vars, d_vars
+
+
+def create_train_state(config, g, d) -> TrainState:
+  """The state at step 0, from `config.seed`."""
+  key = jax.random.PRNGKey(config.seed)
+  g_vars, d_vars = init_variables(config, g, d, rng.stream(key, rng.INIT))
+  tx_g, tx_d = make_optimizers(config.optim)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32), key=key,
+      g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
+      d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
+      g_opt=tx_g.init(g_vars["params"]), d_opt=tx_d.init(d_vars["params"]),
+      # A copy, not the same arrays: the step donates the state, and one buffer
+      # cannot be donated twice.
+      ema_params=(jax.tree_util.tree_map(jnp.copy, g_vars["params"])
+                  if config.optim.ema_decay > 0 else {}))
+
+
+def restore_or_init(runs, ckpts, g, d, sampler_fn, data, mesh, log) -> tuple[int | None, list]:
+  """The states a run goes on from: (last epoch or None, [TrainState per seed]).
+
+  Args:
+    runs: [(config, workdir)] of each seed (workdir.seed_runs).
+    ckpts: their checkpoints.RunCheckpoints.
+    g, d: the networks.
+    sampler_fn: (state, train_cond) -> sampler variables (sample.make_sampler_fn).
+    data, mesh: the device data and mesh (for a sampler checkpoint written again).
+    log: one-line messages.
+  Returns:
+    The newest epoch every seed has restored, with the states; or (None, fresh states).
+    Restore targets are `jax.eval_shape` shapes, so no state is built only to be
+    replaced. A seed's missing sampler checkpoint of that epoch (a run killed between
+    the epoch's two saves) is written again here.
+  """
+  config = runs[0][0]
+  target = jax.eval_shape(lambda: create_train_state(config, g, d))  # the same for every seed
+  for _, w in runs:  # room for a training state and a sampler checkpoint (smaller)
+    preflight.check_free_space(w, 2 * preflight.tree_bytes(target), "the first checkpoints")
+  restored = [ck.restore_latest(target, log) for ck in ckpts]
+  lasts = [e for e, _ in restored]
+  if len(set(lasts)) > 1:
+    # Seeds train in one program, so they must stand at the same epoch.
+    if None in lasts:
+      log("warning: some seeds have no checkpoint; all seeds start from epoch 0")
+      lasts = [None] * len(runs)
+    else:
+      log(f"seeds stand at epochs {lasts}; all resume from epoch {min(lasts)}")
+      restored = [(min(lasts), ck.restore_train(min(lasts), target)) for ck in ckpts]
+      lasts = [min(lasts)] * len(runs)
+  last = lasts[0]
+  if last is None:
+    return None, [create_train_state(c, g, d) for c, _ in runs]
+  states = [st for _, st in restored]
+  every = config.checkpoint.sampler_every_epochs
+  for (_, w), ck, st in zip(runs, ckpts, states):
+    if (last % every == 0 or last == config.num_epochs) and not ck.has_sampler(last):
+      log(f"writing the missing sampler checkpoint of epoch {last} in {w}")
+      ck.save(last, None, sampler_fn(sharding.replicate(st, mesh), data.cond))
+  return last, states

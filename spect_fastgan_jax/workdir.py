@@ -1,0 +1,153 @@
+"""A run's workdir: its record (config.json), what a resumption must match, and its layout.
+
+    <workdir>/config.json                the config, training counts and provenance
+    <workdir>/metrics.jsonl              one line of losses (and monitor scores) per epoch
+    <workdir>/checkpoints/{train,sampler}/<epoch>/   checkpoints.py
+    <workdir>/samples_during_training/   grids every log.sample_every_epochs
+    <workdir>/samples/, evaluation/      --mode=sample, --mode=evaluate and --mode=select
+    <workdir>/seed_<s>/                  each seed's own run when num_seeds > 1
+
+Training writes the record; sampling, evaluation and resumption read it, so this
+module is what they share and none of them imports another for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+
+from spect_fastgan_jax import outputs, provenance, runlog
+from spect_fastgan_jax.errors import MissingRunError, RunError
+
+# Fields that must match between a run and its resumption: they change the
+# computation, so mixing them would make the result neither run's.
+RESUME_FIELDS = ("seed", "batch_size", "data", "model", "loss", "optim", "augment")
+# Fields that change where or how fast data is read or convolutions are run,
+# never what is read or computed (model.conv_impl: the same function to float32
+# rounding), so a run may resume with other values.
+RESUME_FREE_FIELDS = ("data.cache_dir", "data.read_workers", "model.conv_impl")
+
+# Fields added after runs were first written, with the value that reproduces what
+# a run without the field computed: an older run resumes and samples as what it was.
+ADDED_FIELDS = {
+    "model": {"noise_full_res": False, "g_cond": "concat", "d_cond": "input", "d_coords": False,
+              "output_peak": 1.0},
+    "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0},
+    "optim": {"ema_warmup": False},
+    "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0,
+                "blend_prob": 1.0},
+}
+
+
+def data_counts(dataset) -> dict[str, int]:
+  """Slices per "level/pattern" present in a SliceDataset, as config.json records
+  what a run trained on."""
+  return {f"{l}/{p}": k for (l, p), k in dataset.counts().items() if k}
+
+
+def write_run_config(workdir: str, config, dataset=None) -> None:
+  """Writes <workdir>/config.json (the config, the training counts per condition of
+  the SliceDataset `dataset` and what produced the run), atomically."""
+  record = {"config": json.loads(config.to_json()), "provenance": provenance.describe()}
+  if dataset is not None:
+    record["data_counts"] = data_counts(dataset)
+  old = read_run_record(workdir)
+  if old is not None:
+    # A resumed run keeps what produced each earlier part of it.
+    record["earlier_provenance"] = old.get("earlier_provenance", []) + [old.get("provenance")]
+  text = json.dumps(record, indent=2).encode()
+  outputs.atomic_write(os.path.join(workdir, "config.json"), lambda f: f.write(text))
+
+
+def read_run_record(workdir: str) -> dict | None:
+  """<workdir>/config.json as written by `write_run_config`; None if the workdir has no run."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_run_config(workdir: str) -> ml_collections.ConfigDict | None:
+  """The config a run in `workdir` was trained with; None if there is none.
+
+  Fields added since the run was written get the values it computed with
+  (ADDED_FIELDS), so every reader sees a complete config.
+  """
+  record = read_run_record(workdir)
+  if record is None:
+    return None
+  config = record["config"]
+  for block, fields in ADDED_FIELDS.items():
+    if isinstance(config.get(block), dict):
+      config[block] = {**fields, **config[block]}
+  return ml_collections.ConfigDict(config)
+
+
+def require_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """`read_run_config`, or MissingRunError naming the config.json that is not there."""
+  config = read_run_config(workdir)
+  if config is None:
+    raise MissingRunError(
+        f"{os.path.join(workdir, 'config.json')} not found: {workdir} holds no trained run "
+        "(train first: python launch.py --mode=train, or pass --workdir)")
+  return config
+
+
+def _plain(x):
+  """Config values as comparable plain data (tuples and lists alike)."""
+  if isinstance(x, (ml_collections.ConfigDict, dict)):
+    return {k: _plain(v) for k, v in dict(x).items()}
+  if isinstance(x, (list, tuple)):
+    return [_plain(v) for v in x]
+  return x
+
+
+def check_resumable(saved, config) -> None:
+  """Raises RunError naming a field that differs from the run being resumed."""
+  for field in RESUME_FIELDS:
+    a, b = _plain(saved.get(field)), _plain(config.get(field))
+    for free in RESUME_FREE_FIELDS:
+      block, _, name = free.partition(".")
+      if block == field and isinstance(a, dict) and isinstance(b, dict):
+        a.pop(name, None)
+        b.pop(name, None)
+    if a != b:
+      if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+          if a.get(k) != b.get(k):
+            raise RunError(
+                f"config field {field}.{k} is {b.get(k)!r} but the run in this workdir was "
+                f"trained with {a.get(k)!r}; resume with the same value or use another --workdir")
+      raise RunError(f"config field {field} is {b!r} but the run in this workdir was trained "
+                     f"with {a!r}; resume with the same value or use another --workdir")
+
+
+def truncate_metrics(workdir: str, last_epoch: int) -> None:
+  """Drops log lines of epochs after the restored checkpoint (a killed run's leftovers)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return
+  text = "".join(json.dumps(r) + "\n" for r in runlog.read(workdir) if r["epoch"] <= last_epoch)
+  outputs.atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def seed_runs(config, workdir: str) -> list[tuple[ml_collections.ConfigDict, str]]:
+  """(config, workdir) of each seed a run trains.
+
+  One seed trains in `workdir` itself. With config field `num_seeds` = S > 1, seeds
+  seed .. seed+S-1 train side by side, each a complete run of its own (config,
+  checkpoints, logs) in `<workdir>/seed_<seed>`, so sampling and evaluation take
+  any of them as an ordinary workdir.
+  """
+  if config.num_seeds == 1:
+    return [(config, workdir)]
+  runs = []
+  for i in range(config.num_seeds):
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.seed = config.seed + i
+    c.num_seeds = 1
+    runs.append((c, os.path.join(workdir, f"seed_{c.seed}")))
+  return runs
