@@ -27,6 +27,10 @@ def get_config() -> ml_collections.ConfigDict:
   data.resample_inplane = True
   # Parallel volume reads of the manifest pipeline (grain worker threads).
   data.read_workers = 4
+  # How often training draws each condition: a condition with n slices comes up in
+  # proportion to n ** (1 - condition_balance). 0 (paper): as often as the data has it,
+  # each slice once per epoch; 1: every condition equally often (draws with replacement).
+  data.condition_balance = 0.0
 
   # Parameters of the simulated set (spect_fastgan_jax/data/simulate.py). Every field
   # enters the cache key; (lo, hi) pairs are uniform ranges drawn per subject.

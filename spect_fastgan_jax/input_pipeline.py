@@ -17,6 +17,7 @@ import numpy as np
 from spect_fastgan_jax import conditions, rng
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.data.stats import normalise
+from spect_fastgan_jax.errors import check_field, is_number
 
 Array = jax.Array
 
@@ -29,6 +30,8 @@ class DeviceData:
   flip_ok: Array   # [N] bool, normal and bilateral slices
   spread: Array    # [N] float32, mean |x_i - x_j| of random pairs of real slices of the
                    # slice's condition, networks' range: the mode-seeking term's yardstick
+  weight: Array | None = None  # [N] float32 draw probabilities (data.condition_balance > 0);
+                               # None: each slice once per epoch (the paper)
 
 
 @flax.struct.dataclass
@@ -40,13 +43,36 @@ class Batch:
   spread: Array    # [B] the real pair distance of each slice's condition
 
 
-def device_data(ds: SliceDataset, levels) -> DeviceData:
-  """The data set `ds`, max-normalised and encoded for a run on `levels`, as arrays."""
+def check_config(data_config) -> None:
+  """Raises ConfigError unless data.condition_balance is a number in [0, 1]."""
+  v = data_config.condition_balance
+  check_field(is_number(v) and 0 <= v <= 1, "data.condition_balance", v, "must be a number in [0, 1]")
+
+
+def device_data(ds: SliceDataset, levels, condition_balance: float = 0.0) -> DeviceData:
+  """The data set `ds`, max-normalised and encoded for a run on `levels`, as arrays;
+  with `condition_balance` > 0 also the draw probability of each slice."""
   slices = normalise(jnp.asarray(ds.slices))
   cond = jnp.asarray(conditions.encode(levels, ds.level, ds.pattern))
   flip_ok = jnp.asarray(np.isin(ds.pattern, ("normal", "bilateral")))
   spread = condition_spread(np.asarray(slices[:, 1]), ds.level, ds.pattern)
-  return DeviceData(slices=slices, cond=cond, flip_ok=flip_ok, spread=jnp.asarray(spread))
+  weight = (jnp.asarray(condition_weights(ds.level, ds.pattern, condition_balance))
+            if condition_balance > 0 else None)
+  return DeviceData(slices=slices, cond=cond, flip_ok=flip_ok, spread=jnp.asarray(spread),
+                    weight=weight)
+
+
+def condition_weights(level, pattern, balance: float) -> np.ndarray:
+  """[N] probability of drawing each slice, summing to 1.
+
+  A condition with n_c slices is drawn in proportion to n_c ** (1 - balance): at 0 as
+  often as the data has it, at 1 every condition equally often (a slice of the 44
+  BG/bilateral slices then comes up 5.6x as often as one of the 248 CER/normal ones).
+  """
+  keys = np.char.add(np.char.add(np.asarray(level).astype(str), "/"), np.asarray(pattern).astype(str))
+  _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+  w = counts[inverse].astype(np.float64) ** -float(balance)
+  return (w / w.sum()).astype(np.float32)
 
 
 def condition_spread(images: np.ndarray, level, pattern, pairs: int = 2000, seed: int = 0) -> np.ndarray:
@@ -78,11 +104,18 @@ def steps_per_epoch(num_slices: int, batch_size: int) -> int:
   return num_slices // batch_size
 
 
-def epoch_order(key: Array, epoch: Array, num_slices: int, batch_size: int) -> Array:
-  """[steps, batch_size] slice indices of epoch `epoch` of the run with base key `key`."""
+def epoch_order(key: Array, epoch: Array, num_slices: int, batch_size: int,
+                weight: Array | None = None) -> Array:
+  """[steps, batch_size] slice indices of epoch `epoch` of the run with base key `key`:
+  a permutation (each slice at most once), or with `weight` [N] as many draws with
+  replacement at those probabilities."""
   steps = steps_per_epoch(num_slices, batch_size)
   perm_key = jax.random.fold_in(rng.stream(key, rng.EPOCH_ORDER), epoch)
-  return jax.random.permutation(perm_key, num_slices)[: steps * batch_size].reshape(steps, batch_size)
+  if weight is None:
+    order = jax.random.permutation(perm_key, num_slices)[: steps * batch_size]
+  else:
+    order = jax.random.choice(perm_key, num_slices, (steps * batch_size,), replace=True, p=weight)
+  return order.reshape(steps, batch_size)
 
 
 def gather(data: DeviceData, idx: Array) -> Batch:

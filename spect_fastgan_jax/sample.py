@@ -29,43 +29,48 @@ NIFTI_PIXEL_MM = 4.0
 # ----------------------------------------------------------------------------
 # What a training state gives sampling (written as each epoch's sampler checkpoint).
 # ----------------------------------------------------------------------------
-def sampler_variables(state, config, g, train_cond: jax.Array) -> dict:
+def sampler_variables(state, config, g, train_cond: jax.Array, weight: jax.Array | None = None) -> dict:
   """Generator variables for sampling from a training state (train.TrainState):
   weights and the statistics that fit them.
 
   With an EMA generator the running BatchNorm statistics of the raw weights do
   not fit the averaged weights, so they are recomputed for the EMA weights, on
-  conditions drawn as often as training drew them (rows of `train_cond` [N, C],
-  the training set's condition vectors).
+  conditions drawn as often as training drew them: rows of `train_cond` [N, C], the
+  training set's condition vectors, at probabilities `weight` [N] if training drew
+  them so (input_pipeline.DeviceData.weight), else uniformly.
   """
   if config.optim.ema_decay > 0:
     stats = recompute_batch_stats(g, state.ema_params, state.g_stats, config, train_cond,
-                                  rng.stream(state.key, rng.SAMPLER_STATS))
+                                  rng.stream(state.key, rng.SAMPLER_STATS), weight=weight)
     return {"params": state.ema_params, "batch_stats": stats}
   return {"params": state.g_params, "batch_stats": state.g_stats}
 
 
 def make_sampler_fn(config, g) -> Callable:
-  """Jitted (state, train_cond) -> sampler_variables(state, config, g, train_cond).
+  """Jitted (state, train_cond, weight) -> sampler_variables(state, config, g, train_cond, weight).
 
   Compiled once per run: run eagerly, the EMA statistics' scan is traced and
   compiled again at every call, 8-16 s per epoch at the CPU schedule's widths.
   """
-  return jax.jit(lambda state, train_cond: sampler_variables(state, config, g, train_cond))
+  return jax.jit(lambda state, train_cond, weight=None: sampler_variables(state, config, g, train_cond,
+                                                                        weight))
 
 
 def recompute_batch_stats(g, params, stats, config, train_cond, key, batches: int = 50,
-                          batch: int = 32):
+                          batch: int = 32, weight=None):
   """Runs G in training mode on `batches` random batches so that its BatchNorm
   running statistics (momentum 0.9: 0.9**50 < 1%) describe `params`. Conditions
-  are rows of `train_cond` drawn uniformly, i.e. at the training frequencies (no
-  condition the data lacks). The spectral-norm vectors are kept as they are."""
+  are rows of `train_cond` drawn uniformly (or at probabilities `weight`), i.e. at the
+  training frequencies (no condition the data lacks). The spectral-norm vectors are
+  kept as they are."""
   conds = jnp.asarray(train_cond)
 
   def body(s, k):
     k_z, k_c, k_n = jax.random.split(k, 3)
     z = jax.random.normal(k_z, (batch, config.model.z_dim))
-    y = conds[jax.random.randint(k_c, (batch,), 0, conds.shape[0])]
+    rows = (jax.random.randint(k_c, (batch,), 0, conds.shape[0]) if weight is None
+            else jax.random.choice(k_c, conds.shape[0], (batch,), p=weight))
+    y = conds[rows]
     _, upd = g.apply({"params": params, "batch_stats": s}, z, y, jax.random.split(k_n, batch),
                      train=True, mutable=["batch_stats"])
     # Keep the spectral-norm vectors of the checkpoint: only BatchNorm is refitted.

@@ -56,6 +56,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   check_field(isinstance(o.ema_warmup, bool), "optim.ema_warmup", o.ema_warmup, "must be True or False")
   resolve_train_loop(config.get("train_loop", "auto"))
   conditions.check_levels(config.data.levels)
+  input_pipeline.check_config(config.data)
   models.from_config(config.model)
   augment_lib.check_config(config.augment)
   losses.check_config(config.loss)
@@ -186,8 +187,8 @@ def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = Non
   step = functools.partial(train_step, config=config, g=g, d=d)
   split = sharding.batch_splitter(mesh)
   loop = resolve_train_loop(train_loop or config.get("train_loop", "auto"))
-  epoch_order = lambda state: input_pipeline.epoch_order(state.key, state.epoch, num_slices,
-                                                         config.batch_size)
+  epoch_order = lambda state, data: input_pipeline.epoch_order(
+      state.key, state.epoch, num_slices, config.batch_size, data.weight)
 
   def step_on_batch(state: TrainState, batch: input_pipeline.Batch):
     return step(state, jax.tree_util.tree_map(split, batch), jax.random.fold_in(state.key, state.step))
@@ -195,13 +196,14 @@ def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = Non
   if num_seeds > 1:
     one_seed_order = epoch_order
     # [seeds, steps, b] -> [steps, seeds, b]: the loops below run over steps.
-    epoch_order = lambda state: jnp.swapaxes(jax.vmap(one_seed_order)(state), 0, 1)
+    epoch_order = lambda state, data: jnp.swapaxes(
+        jax.vmap(one_seed_order, in_axes=(0, None))(state, data), 0, 1)
     step_on_batch = jax.vmap(step_on_batch)
 
   if loop == "scan":
     def train_epoch(state: TrainState, data: input_pipeline.DeviceData):
       state, metrics = jax.lax.scan(lambda s, idx: step_on_batch(s, input_pipeline.gather(data, idx)),
-                                    state, epoch_order(state))
+                                    state, epoch_order(state, data))
       return state.replace(epoch=state.epoch + 1), metrics
     # The old state is dead once the new one exists: donating it lets XLA update
     # the parameters and optimizer moments in place.
@@ -214,7 +216,7 @@ def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = Non
   finish_fn = jax.jit(lambda state: state.replace(epoch=state.epoch + 1), donate_argnums=0)
 
   def train_epoch_steps(state: TrainState, data: input_pipeline.DeviceData):
-    order, collected = order_fn(state), []
+    order, collected = order_fn(state, data), []
     for i in range(input_pipeline.steps_per_epoch(num_slices, config.batch_size)):
       state, m = step_fn(state, gather_fn(data, order, jnp.int32(i)))
       collected.append(m)
@@ -270,7 +272,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     raise ConfigError(f"config field batch_size ({config.batch_size}) is larger than the data set "
                       f"({len(dataset)} slices)")
   g, d = models.from_config(config.model)
-  data = sharding.replicate(input_pipeline.device_data(dataset, levels), mesh)
+  data = sharding.replicate(
+      input_pipeline.device_data(dataset, levels, float(config.data.condition_balance)), mesh)
   num_seeds, n = len(runs), len(dataset)
   # Seeds differ only in their key, which the state carries: one function serves all.
   sampler_fn = sample.make_sampler_fn(config, g)
@@ -354,11 +357,13 @@ def _end_epoch(config, workdir, epoch, state, ckpt, run_log, metrics, sampler_fn
   """One seed's end of an epoch: checkpoints, then (process 0) monitor scores, the log
   line and the sample grid. `tag` names the seed in warnings when several train."""
   every = lambda n: n and (epoch % n == 0 or epoch == config.num_epochs)
-  sampler = sampler_fn(state, data.cond) if every(config.checkpoint.sampler_every_epochs) else None
+  sampler = None
+  if every(config.checkpoint.sampler_every_epochs):
+    sampler = sampler_fn(state, data.cond, data.weight)
   ckpt.save(epoch, state, sampler)
   want_grid, want_monitor = every(config.log.sample_every_epochs), every(config.log.monitor_every_epochs)
   if (want_grid or want_monitor) and sampler is None:
-    sampler = sampler_fn(state, data.cond)
+    sampler = sampler_fn(state, data.cond, data.weight)
   if run_log is None:  # not process 0
     return
   if sampler is not None and jax.process_count() > 1:

@@ -74,7 +74,7 @@ def restore_or_init(runs, ckpts, g, d, sampler_fn, data, mesh, log) -> tuple[int
     runs: [(config, workdir)] of each seed (workdir.seed_runs).
     ckpts: their checkpoints.RunCheckpoints.
     g, d: the networks.
-    sampler_fn: (state, train_cond) -> sampler variables (sample.make_sampler_fn).
+    sampler_fn: (state, train_cond, weight) -> sampler variables (sample.make_sampler_fn).
     data, mesh: the device data and mesh (for a sampler checkpoint written again).
     log: one-line messages.
   Returns:
@@ -106,5 +106,5 @@ def restore_or_init(runs, ckpts, g, d, sampler_fn, data, mesh, log) -> tuple[int
   for (_, w), ck, st in zip(runs, ckpts, states):
     if (last % every == 0 or last == config.num_epochs) and not ck.has_sampler(last):
       log(f"writing the missing sampler checkpoint of epoch {last} in {w}")
-      ck.save(last, None, sampler_fn(sharding.replicate(st, mesh), data.cond))
+      ck.save(last, None, sampler_fn(sharding.replicate(st, mesh), data.cond, data.weight))
   return last, states

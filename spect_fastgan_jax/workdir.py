@@ -36,6 +36,7 @@ ADDED_FIELDS = {
               "output_peak": 1.0},
     "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0},
     "optim": {"ema_warmup": False},
+    "data": {"condition_balance": 0.0},
     "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0,
                 "blend_prob": 1.0},
 }

@@ -141,7 +141,9 @@ def test_generator_and_discriminator_condition_modes(tiny_config_a):
                                          ("log.monitor_every_epochs", -1),
                                          ("log.monitor_per_condition", 1),
                                          ("loss.mode_seeking_target", 0.0),
-                                         ("model.output_peak", 0.0), ("model.output_peak", 1.5)])
+                                         ("model.output_peak", 0.0), ("model.output_peak", 1.5),
+                                         ("data.condition_balance", -0.1),
+                                         ("data.condition_balance", 1.5)])
 def test_bad_fidelity_values_are_named(tiny_config_a, field, value):
   block, name = field.split(".")
   tiny_config_a[block][name] = value
@@ -196,6 +198,7 @@ def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tm
   config.model.d_coords = True
   config.log.monitor_every_epochs = 1
   config.log.monitor_per_condition = 4
+  config.data.condition_balance = 0.5
   said = []
   train.train(config, str(tmp_path), toy_dataset(3), log=said.append)
   records = runlog.read(str(tmp_path))
@@ -295,3 +298,22 @@ def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, 
   config.loss.mode_seeking = 0.5
   with pytest.raises(errors.RunError, match="loss.mode_seeking"):
     train.train(config, str(tmp_path), toy_a, log=_quiet)
+
+
+def test_condition_balance_draws_rare_conditions_more_often():
+  level = np.array(["CER"] * 60 + ["BG"] * 20 + ["COR"] * 4)
+  pattern = np.array(["normal"] * 84)
+  count = lambda w: [float(w[level == l].sum()) for l in ("CER", "BG", "COR")]
+  np.testing.assert_allclose(count(input_pipeline.condition_weights(level, pattern, 0.0)),
+                             [60 / 84, 20 / 84, 4 / 84], rtol=1e-5)
+  np.testing.assert_allclose(count(input_pipeline.condition_weights(level, pattern, 1.0)), [1 / 3] * 3, rtol=1e-5)
+  half = count(input_pipeline.condition_weights(level, pattern, 0.5))   # in proportion to sqrt(n)
+  np.testing.assert_allclose(half, np.sqrt([60, 20, 4]) / np.sqrt([60, 20, 4]).sum(), rtol=1e-5)
+  # The epoch's draws follow the weights; without weights each slice comes once.
+  key = jax.random.PRNGKey(3)
+  w = jnp.asarray(input_pipeline.condition_weights(level, pattern, 1.0))
+  drawn = np.concatenate([np.asarray(input_pipeline.epoch_order(key, e, 84, 4, w)).ravel() for e in range(40)])
+  share = [np.mean(level[drawn] == l) for l in ("CER", "BG", "COR")]
+  np.testing.assert_allclose(share, [1 / 3] * 3, atol=0.03)
+  once = np.asarray(input_pipeline.epoch_order(key, 0, 84, 4)).ravel()
+  assert len(set(once.tolist())) == len(once) == 84
