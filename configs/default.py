@@ -115,7 +115,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample = ml_collections.ConfigDict()
   config.sample.seed = 0
   config.sample.num_per_condition = -1   # -1: as many per condition as the real data has (Table 1)
-  config.sample.batch_size = 256         # affects speed only, never the images
+  config.sample.batch_size = 256         # images per compiled call: speed, and at most the last bit
+                                         # of an image (float rounding); info.json records it
 
   # --- Evaluation and epoch selection (--mode=evaluate, --mode=select); each field is
   # commented in configs/evaluate.py. ---

@@ -59,29 +59,30 @@ class Sampler:
     self._generate_fn = sample_lib.make_generate_fn(g, self._z_dim)
 
   @classmethod
-  def load(cls, workdir: str, epoch: int | None = None) -> "Sampler":
+  def load(cls, workdir: str, epoch: int | None = None, batch_size: int | None = None) -> "Sampler":
     """Restores the generator of `epoch` (default: the newest saved) of the run in `workdir`.
 
     Args:
       workdir: a run's folder (the one `launch.py --workdir` names), holding its
         config.json and checkpoints/sampler/<epoch>/.
       epoch: a saved epoch (see `epochs`); None takes the newest.
+      batch_size: images per compiled call; every call computes a whole batch, so a
+        smaller one is faster for a few images at a time. None: the run's
+        sample.batch_size (256), the one --mode=sample uses by default; images are
+        bit-identical to --mode=sample's only at the batch size it ran with (info.json).
 
     Raises:
-      errors.MissingRunError: `workdir` holds no trained run (no config.json), or
-        holds several seeds, each a run of its own in `<workdir>/seed_<s>`.
+      errors.MissingRunError: `workdir` holds no trained run (no config.json); for a
+        run of several seeds the message names their folders, `<workdir>/seed_<s>`.
       errors.CheckpointError: `epoch` has no checkpoint (the message lists the
         epochs that exist), the run has none yet, or it cannot be read.
-      errors.ConfigError: `epoch` is not an integer.
+      errors.ConfigError: `epoch` is not an integer, or `batch_size` not one >= 1.
     """
     workdir = os.fspath(workdir)
     config = workdir_lib.require_run_config(workdir)
-    num_seeds = int(config.get("num_seeds", 1))
-    if num_seeds > 1:
-      first = int(config.seed)
-      raise errors.MissingRunError(
-          f"{workdir} holds {num_seeds} seeds, each a run of its own: load one of them, e.g. "
-          f"Sampler.load({os.path.join(workdir, f'seed_{first}')!r})")
+    if batch_size is not None:
+      config.sample.batch_size = batch_size
+    sample_lib.check_config(config.sample)
     epochs = checkpoints.sampler_epochs(workdir)
     if epoch is None:
       if not epochs:
@@ -176,12 +177,9 @@ class Sampler:
 
 def _trained_conditions(workdir: str, config) -> tuple[tuple[str, str], ...]:
   """(level, pattern) pairs with training slices in the run's record, in
-  conditions_lib.all_conditions order; every pair of the run's levels if it recorded none."""
-  pairs = conditions_lib.all_conditions(config.data.levels)
-  counts = (workdir_lib.read_run_record(workdir) or {}).get("data_counts")
-  if not counts:
-    return tuple(pairs)
-  return tuple((l, p) for l, p in pairs if int(counts.get(f"{l}/{p}", 0)) > 0)
+  conditions_lib.all_conditions order; those of the paper's Table 1 if it recorded none."""
+  # The conditions --mode=sample draws by default: one reader of the record for both.
+  return tuple(sample_lib.default_counts(workdir_lib.read_run_record(workdir), config.data.levels))
 
 
 def _sample_indices(n, index) -> np.ndarray:

@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from spect_fastgan_jax import preflight
 from spect_fastgan_jax.errors import CheckpointError, check_field, is_whole
 
 PyTree = Any
@@ -149,7 +150,6 @@ class RunCheckpoints:
     that goes on (on the same platform it is the same, bit for bit; a damaged one
     is healed).
     """
-    from spect_fastgan_jax import preflight  # preflight imports this module
     items = [(m, tree) for m, tree in ((self._sampler, sampler_vars), (self._train, train_state))
              if tree is not None]
     need = sum(preflight.tree_bytes(tree) for _, tree in items)

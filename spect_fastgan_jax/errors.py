@@ -5,9 +5,9 @@ mislabelled scan, a missing epoch, a workdir that cannot take the run); its mess
 names the field, file, row or epoch at fault. launch.py prints it as one line and
 exits with status 1. Any other exception is a bug and shows its traceback.
 
-Each class also derives from the built-in error it refines (ValueError,
-RuntimeError, FileNotFoundError, FileExistsError), so callers that catch those
-keep working.
+Each class also derives from the built-in error of its kind (ValueError for bad
+values, RuntimeError for a run that cannot go on, FileNotFoundError,
+FileExistsError, OSError).
 """
 
 

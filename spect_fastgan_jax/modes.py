@@ -111,13 +111,11 @@ def _evaluation_dir(workdir: str) -> str:
 def selected_epoch(workdir: str) -> int | None:
   """The best epoch of the newest --mode=select output in the workdir, if any."""
   import glob
-  import json
   found = sorted(glob.glob(os.path.join(_evaluation_dir(workdir), "select_*", "select.json")),
                  key=os.path.getmtime)
   if not found:
     return None
-  with open(found[-1]) as f:
-    return json.load(f).get("best_epoch")
+  return workdir_lib.read_json(found[-1]).get("best_epoch")
 
 
 def _choose_epoch(workdir: str, epoch: int | None, log, flag: str) -> int:

@@ -19,7 +19,7 @@ _USER_OS_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.E
 
 
 @contextlib.contextmanager
-def _writing(path: str):
+def writing(path: str):
   """Turns a permission, read-only or full-disk OSError while writing `path` into an
   OutputError naming it; any other error passes unchanged."""
   try:
@@ -43,11 +43,11 @@ def new_folder(out_dir: str, overwrite: bool, hint: str = ""):
   moment is there neither the old folder nor the new one."""
   refuse_existing(out_dir, overwrite, hint)
   parent = os.path.dirname(os.path.abspath(out_dir))
-  with _writing(out_dir):
+  with writing(out_dir):
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
   try:
-    with _writing(out_dir):
+    with writing(out_dir):
       yield tmp
       os.chmod(tmp, 0o755)  # mkdtemp makes it private; outputs are meant to be shared
       if os.path.exists(out_dir):
@@ -68,11 +68,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], suf
   cannot be written (permissions, full disk) raises OutputError naming `path`."""
   path = os.fspath(path)
   directory = os.path.dirname(os.path.abspath(path))
-  with _writing(path):
+  with writing(path):
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
   try:
-    with _writing(path):
+    with writing(path):
       with os.fdopen(fd, "wb") as f:
         write(f)
       # mkstemp makes the file private (0600); data sets and figures are meant to be shared.

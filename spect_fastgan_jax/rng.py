@@ -1,8 +1,7 @@
 """The run's named PRNG key streams.
 
 Every random draw of a run derives from one base key, `PRNGKey(config.seed)`, which
-the training state carries (TrainState.key). Each use folds in its own constant, so
-the draws never share randomness by accident:
+the training state carries (TrainState.key). Each use folds in its own constant:
 
   step s             fold_in(key, s), s = 0, 1, ... (augmentation, z, noise, crops)
   INIT               the networks' initial weights
@@ -13,8 +12,13 @@ A sample drawn after training has its own stream, `fold_in(PRNGKey(seed), index)
 (sample.sample_keys), independent of the training key.
 
 The constants are those the first runs used, so every documented run reproduces.
-INIT equals step 1's constant; the two keys are split differently (2 vs 5 ways)
-and feed different draws (initial weights vs the second step's augmentation).
+They share the integers of the step stream: INIT is step 1's key and SAMPLER_STATS
+step 3642's, and with JAX's partitionable threefry a 2-way split equals the first two
+keys of a 5-way one. So the initial weights of G and D come from the same keys as
+step 1's augmentation and latent vectors, and the EMA statistics refit from the same
+keys as step 3642's draws. The draws are of different things (weights vs blend
+factors, statistics batches vs a training batch), so no measured result depends on
+it; a new stream should take a constant the step count never reaches (>= 2**31).
 """
 
 import jax

@@ -2,7 +2,10 @@
 
 A sample depends only on (checkpoint, seed, index): its latent vector and its
 noise come from `fold_in(PRNGKey(seed), index)`, and BatchNorm uses its running
-statistics, so neither the batch size nor the other images of a batch change it.
+statistics, so the other images of a batch never change it. The batch size can
+change its last bit (XLA may round a program compiled for another batch size
+differently), so sampling always runs whole batches of `sample.batch_size`, and
+info.json records it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 
 from spect_fastgan_jax import augment, checkpoints, conditions, models, outputs, provenance, rng
 from spect_fastgan_jax import workdir as workdir_lib
-from spect_fastgan_jax.errors import ConfigError, RunError
+from spect_fastgan_jax.errors import ConfigError, RunError, check_field, is_whole
 
 # Pixel size written into the NIfTI stacks: the simulated set's in-plane spacing
 # (a 64 x 64 matrix of ~4 mm pixels covers the head, as the paper's scans do).
@@ -30,7 +33,7 @@ NIFTI_PIXEL_MM = 4.0
 # What a training state gives sampling (written as each epoch's sampler checkpoint).
 # ----------------------------------------------------------------------------
 def sampler_variables(state, config, g, train_cond: jax.Array, weight: jax.Array | None = None) -> dict:
-  """Generator variables for sampling from a training state (train.TrainState):
+  """Generator variables for sampling from a training state (train_state.TrainState):
   weights and the statistics that fit them.
 
   With an EMA generator the running BatchNorm statistics of the raw weights do
@@ -82,6 +85,17 @@ def recompute_batch_stats(g, params, stats, config, train_cond, key, batches: in
 
   out, _ = jax.lax.scan(body, stats, jax.random.split(key, batches))
   return out
+
+
+def check_config(sample_config) -> None:
+  """Raises ConfigError naming the first bad field of `config.sample`."""
+  v = sample_config.seed
+  check_field(is_whole(v) and 0 <= v <= 0xFFFFFFFF, "sample.seed", v, "must be a whole number in 0..2**32-1")
+  v = sample_config.num_per_condition
+  check_field(is_whole(v) and (v == -1 or v >= 1), "sample.num_per_condition", v,
+              "must be -1 (as many as the real data) or a whole number >= 1")
+  v = sample_config.batch_size
+  check_field(is_whole(v) and v >= 1, "sample.batch_size", v, "must be a whole number >= 1")
 
 
 # ----------------------------------------------------------------------------
@@ -150,12 +164,9 @@ def tile(images: np.ndarray, columns: int) -> np.ndarray:
 def save_png(image: np.ndarray, path: str, scale: int = 2) -> None:
   """Writes a [H, W] image in [0, 1] as an 8-bit PNG (nearest-neighbour upscaled), atomically."""
   from PIL import Image
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   arr = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
   im = Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST)
-  tmp = path + ".tmp.png"
-  im.save(tmp)
-  os.replace(tmp, path)
+  outputs.atomic_write(path, lambda f: im.save(f, format="PNG"), suffix=".png")
 
 
 def write_nifti(images: np.ndarray, path: str, pixel_mm: float = NIFTI_PIXEL_MM) -> None:
@@ -244,13 +255,15 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   An existing output folder is refused unless `overwrite`; the new outputs are
   written into a temporary folder that replaces the old one only when complete.
   """
+  check_config(config.sample)
   seed = int(config.sample.seed if seed is None else seed)
+  check_field(is_whole(seed) and 0 <= seed <= 0xFFFFFFFF, "sample.seed", seed, "must be a whole number in 0..2**32-1")
   levels = conditions.check_levels(config.data.levels)
   run_record = workdir_lib.read_run_record(workdir)
   if num_per_condition is None and config.sample.num_per_condition >= 0:
     num_per_condition = int(config.sample.num_per_condition)
-  if num_per_condition is not None and num_per_condition < 1:
-    raise ConfigError(f"num_per_condition must be >= 1, got {num_per_condition}")
+  if num_per_condition is not None and (not is_whole(num_per_condition) or num_per_condition < 1):
+    raise ConfigError(f"--num_per_condition must be a whole number >= 1, got {num_per_condition!r}")
   counts = default_counts(run_record, levels)
   if num_per_condition is not None:
     counts = {c: num_per_condition for c in counts}
@@ -298,7 +311,7 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
     rows = [tile(images[(lv == l) & (pt == p)][:grid_cols], grid_cols) for l, p in counts]
     save_png(np.concatenate(rows, axis=0), os.path.join(tmp, "grid.png"))
     with open(os.path.join(tmp, "info.json"), "w") as f:
-      json.dump({"epoch": epoch, "seed": seed, "workdir": os.path.abspath(workdir),
+      json.dump({"epoch": epoch, "seed": seed, "batch_size": batch, "workdir": os.path.abspath(workdir),
                  "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
                  "grid_rows": [f"{l}/{p}" for l, p in counts],
                  "near_copy_filter": filter_record,

@@ -260,9 +260,6 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   mesh = sharding.make_mesh(config.num_devices, config.batch_size, log)
   runs = workdir_lib.seed_runs(config, workdir)
   for c, w in runs:
-    # Creates w and proves it writable before the compile: an unwritable or full
-    # workdir stops here with one line and nothing written.
-    preflight.check_writable(w)
     saved = workdir_lib.read_run_config(w)
     if saved is not None:
       workdir_lib.check_resumable(saved, c)
@@ -271,6 +268,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   if len(dataset) < config.batch_size:
     raise ConfigError(f"config field batch_size ({config.batch_size}) is larger than the data set "
                       f"({len(dataset)} slices)")
+  for _, w in runs:
+    # Creates w and proves it writable before the compile: an unwritable or full
+    # workdir stops here with one line and nothing written.
+    preflight.check_writable(w)
   g, d = models.from_config(config.model)
   data = sharding.replicate(
       input_pipeline.device_data(dataset, levels, float(config.data.condition_balance)), mesh)

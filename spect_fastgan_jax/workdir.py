@@ -63,12 +63,22 @@ def write_run_config(workdir: str, config, dataset=None) -> None:
 
 
 def read_run_record(workdir: str) -> dict | None:
-  """<workdir>/config.json as written by `write_run_config`; None if the workdir has no run."""
-  path = os.path.join(workdir, "config.json")
+  """<workdir>/config.json as written by `write_run_config`; None if the workdir has no
+  run; RunError naming the file if it cannot be read."""
+  return read_json(os.path.join(workdir, "config.json"))
+
+
+def read_json(path: str) -> dict | None:
+  """A JSON record the package wrote; None if there is none, RunError naming the file
+  if it is damaged (cut short, edited by hand) or unreadable."""
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise RunError(f"{path} cannot be read ({type(e).__name__}: {e}); restore it or use "
+                   "another --workdir") from e
 
 
 def read_run_config(workdir: str) -> ml_collections.ConfigDict | None:
@@ -91,6 +101,12 @@ def require_run_config(workdir: str) -> ml_collections.ConfigDict:
   """`read_run_config`, or MissingRunError naming the config.json that is not there."""
   config = read_run_config(workdir)
   if config is None:
+    seeds = sorted(d for d in (os.listdir(workdir) if os.path.isdir(workdir) else ())
+                   if d.startswith("seed_") and os.path.exists(os.path.join(workdir, d, "config.json")))
+    if seeds:
+      raise MissingRunError(
+          f"{workdir} holds a run of {len(seeds)} seeds, each a run of its own in "
+          f"{', '.join(os.path.join(workdir, s) for s in seeds)}: name one of them as the workdir")
     raise MissingRunError(
         f"{os.path.join(workdir, 'config.json')} not found: {workdir} holds no trained run "
         "(train first: python launch.py --mode=train, or pass --workdir)")

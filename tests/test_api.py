@@ -94,12 +94,20 @@ def test_missing_epoch_names_it_and_the_saved_ones(run):
 def test_a_workdir_without_a_run_is_a_user_error(tmp_path):
   with pytest.raises(errors.MissingRunError, match="config.json"):
     Sampler.load(str(tmp_path))
-  # A run of several seeds holds one run per seed, in seed_<s>/.
+  # A run of several seeds holds one run per seed, in seed_<s>/ (as the trainer writes them).
   config = make_tiny(dataset_a.get_config())
   config.num_seeds = 2
-  workdir_lib.write_run_config(str(tmp_path), config)
-  with pytest.raises(errors.MissingRunError, match="seed_0"):
+  for c, w in workdir_lib.seed_runs(config, str(tmp_path)):
+    workdir_lib.write_run_config(w, c)
+  with pytest.raises(errors.MissingRunError, match=r"2 seeds.*seed_0.*seed_1"):
     Sampler.load(tmp_path)
+  # A damaged run record is named, not a JSON traceback.
+  (tmp_path / "seed_0" / "config.json").write_text('{"config": ')
+  with pytest.raises(errors.RunError, match=r"seed_0.*config\.json"):
+    Sampler.load(tmp_path / "seed_0")
+  # A bad batch size is a config error naming the field.
+  with pytest.raises(errors.ConfigError, match="sample.batch_size"):
+    Sampler.load(tmp_path / "seed_1", batch_size=0)
 
 
 @pytest.mark.parametrize("kwargs, says", [

@@ -107,7 +107,8 @@ def simulate_to_workdir(data_config, workdir: str, log: Log = print) -> tuple[st
     (npz path, png path).
   """
   ds = build_full_set(data_config, log)
-  os.makedirs(workdir, exist_ok=True)
+  with outputs.writing(workdir):
+    os.makedirs(workdir, exist_ok=True)
   npz = os.path.join(workdir, "dataset.npz")
   png = os.path.join(workdir, "contact_sheet.png")
   unchanged = False
@@ -121,17 +122,18 @@ def simulate_to_workdir(data_config, workdir: str, log: Log = print) -> tuple[st
                       "overwritten (a run may have used it): remove it or choose another workdir")
   tmp_png = tmp_npz = None
   try:
-    fd, tmp_png = tempfile.mkstemp(prefix=".contact-", suffix=".png", dir=workdir)
-    os.close(fd)
-    contact_sheet.write_contact_sheet(ds, tmp_png)
-    if not unchanged:
-      fd, tmp_npz = tempfile.mkstemp(prefix=".dataset-", suffix=".npz", dir=workdir)
+    with outputs.writing(workdir):
+      fd, tmp_png = tempfile.mkstemp(prefix=".contact-", suffix=".png", dir=workdir)
       os.close(fd)
-      ds.save(tmp_npz)
-      os.replace(tmp_npz, npz)
-      tmp_npz = None
-    os.replace(tmp_png, png)
-    tmp_png = None
+      contact_sheet.write_contact_sheet(ds, tmp_png)
+      if not unchanged:
+        fd, tmp_npz = tempfile.mkstemp(prefix=".dataset-", suffix=".npz", dir=workdir)
+        os.close(fd)
+        ds.save(tmp_npz)
+        os.replace(tmp_npz, npz)
+        tmp_npz = None
+      os.replace(tmp_png, png)
+      tmp_png = None
   finally:
     for tmp in (tmp_png, tmp_npz):
       if tmp and os.path.exists(tmp):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from spect_fastgan_jax import conditions
-from spect_fastgan_jax.data.dataset import MATRIX, SliceDataset
+from spect_fastgan_jax.data.dataset import SliceDataset
 
 
 def normalise(images):

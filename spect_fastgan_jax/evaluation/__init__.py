@@ -11,5 +11,6 @@ Modules:
   figures       Figs. 4-6 of the paper and metrics against epoch
   report        --mode=evaluate: report.md, report.json, figures
   select        --mode=select: scores per epoch, table, plot, the best epoch by a rule
-  config        the `evaluate` config block and its defaults
+
+The `evaluate` config block and its defaults are configs/evaluate.py.
 """

@@ -15,16 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import linalg
 
-from spect_fastgan_jax.data.stats import lr_ratio, normalise
+from spect_fastgan_jax.data.stats import lr_ratio, mean_counts, normalise
 
 __all__ = ["normalise", "mean_counts", "image_sd", "lr_ratio", "mean_map", "sd_map",
            "mean_pixelwise_sd", "ms_ssim", "pairwise_ms_ssim", "frechet_distance",
            "kernel_distance", "column_centroid"]
-
-
-def mean_counts(images: np.ndarray) -> np.ndarray:
-  """images: [N, H, W] -> [N] mean of each max-normalised image (the paper's MC)."""
-  return normalise(images).reshape(len(images), -1).mean(axis=1)
 
 
 def image_sd(images: np.ndarray) -> np.ndarray:
