@@ -7,11 +7,14 @@ seed 0, as evaluate does) and prints, for real and generated: MC (mean of the
 max-normalised slice), the mean 99th and 90th percentiles of the max-normalised slice,
 max / p99, and for the generated images the raw output before max-normalisation (its mean
 and its peak, in the training range where a real slice's maximum is 1). docs/fidelity.md
-uses it to tell a too-low peak from a differently shaped top of the histogram.
+uses it to tell a too-low peak from a differently shaped top of the histogram, and the
+pixel noise (a pixel less its 3x3 neighbourhood's mean) by brightness: its SD and
+skewness, which show G's tanh squeezing the noise of its brightest pixels.
 """
 
 import argparse
 import json
+import sys
 
 import common  # noqa: F401  (puts the repository on sys.path)
 import ml_collections
@@ -19,11 +22,24 @@ import numpy as np
 
 
 def describe(x: np.ndarray) -> dict:
+  from scipy import ndimage, stats
   from spect_fastgan_jax.evaluation import metrics
-  n = metrics.normalise(x).reshape(len(x), -1)
+  x = metrics.normalise(x)
+  n = x.reshape(len(x), -1)
   p99, p90 = np.percentile(n, 99, axis=1), np.percentile(n, 90, axis=1)
+  # The pixel noise: each pixel less the mean of its 3x3 neighbourhood, by how bright
+  # that neighbourhood is. Its SD and skewness in the hottest band show whether the
+  # brightest pixels stand out of their surroundings as a real slice's do.
+  local = ndimage.uniform_filter(x, size=(1, 3, 3), mode="nearest")
+  residual = x - local
+  noise = {}
+  for lo, hi in ((0.3, 0.5), (0.5, 0.7), (0.7, 1.0)):
+    r = residual[(local > lo) & (local <= hi)]
+    noise[f"{lo}-{hi}"] = {"sd": round(float(r.std()), 4), "skew": round(float(stats.skew(r)), 3),
+                           "pixels_per_slice": round(r.size / len(x))}
   return {"MC": round(float(n.mean()), 4), "p99": round(float(p99.mean()), 3),
-          "p90": round(float(p90.mean()), 3), "max/p99": round(float(np.mean(1 / p99)), 3)}
+          "p90": round(float(p90.mean()), 3), "max/p99": round(float(np.mean(1 / p99)), 3),
+          "noise_by_local_mean": noise}
 
 
 def main():
@@ -36,7 +52,7 @@ def main():
   from spect_fastgan_jax import checkpoints, conditions, data, modes, models, sample
   from spect_fastgan_jax.evaluation.report import real_group
   cfg = modes.run_config(ml_collections.ConfigDict(), args.workdir)
-  real = real_group(data.load_training_set(cfg.data))
+  real = real_group(data.load_training_set(cfg.data, log=lambda m: print(m, file=sys.stderr)))
   g, _ = models.from_config(cfg.model)
   g_vars = checkpoints.restore_sampler(args.workdir, args.epoch, sample.generator_shapes(g, cfg))
   cond = conditions.encode(cfg.data.levels, real.level, real.pattern)
