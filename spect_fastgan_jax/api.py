@@ -30,8 +30,6 @@ write_nifti = sample_lib.write_nifti
 
 # Sample indices are int32 in the compiled program, as --mode=sample writes them.
 _MAX_INDEX = np.iinfo(np.int32).max
-# The seed becomes a uint32 PRNG seed.
-_MAX_SEED = np.iinfo(np.uint32).max
 
 
 class Sampler:
@@ -148,7 +146,7 @@ class Sampler:
     """
     self._check_condition(level, pattern)
     index = _sample_indices(n, index)
-    seed = _check_seed(seed)
+    seed = sample_lib.check_seed(seed, "seed")
     cond = conditions_lib.encode(self._levels, [level] * len(index), [pattern] * len(index))
     return sample_lib.generate(self._g, self._g_vars, cond, seed, index, self._z_dim,
                                batch_size=self._batch_size, generate_fn=self._generate_fn)
@@ -204,9 +202,3 @@ def _sample_indices(n, index) -> np.ndarray:
     raise errors.ConfigError(f"sample indices must lie in 0..{_MAX_INDEX}, got {int(bad)}")
   return arr.astype(np.int32)
 
-
-def _check_seed(seed) -> int:
-  """`seed` as an int, or ConfigError unless 0 <= seed < 2**32."""
-  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= _MAX_SEED:
-    raise errors.ConfigError(f"seed must be an integer in 0..{_MAX_SEED}, got {seed!r}")
-  return int(seed)

@@ -87,10 +87,17 @@ def recompute_batch_stats(g, params, stats, config, train_cond, key, batches: in
   return out
 
 
+def check_seed(seed, field: str = "sample.seed") -> int:
+  """`seed` as an int, or ConfigError naming `field` unless it is a whole number that
+  fits the uint32 PRNG seed (0..2**32-1)."""
+  ok = isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and 0 <= seed <= 0xFFFFFFFF
+  check_field(ok, field, seed, "must be a whole number in 0..2**32-1")
+  return int(seed)
+
+
 def check_config(sample_config) -> None:
   """Raises ConfigError naming the first bad field of `config.sample`."""
-  v = sample_config.seed
-  check_field(is_whole(v) and 0 <= v <= 0xFFFFFFFF, "sample.seed", v, "must be a whole number in 0..2**32-1")
+  check_seed(sample_config.seed)
   v = sample_config.num_per_condition
   check_field(is_whole(v) and (v == -1 or v >= 1), "sample.num_per_condition", v,
               "must be -1 (as many as the real data) or a whole number >= 1")
@@ -256,8 +263,7 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   written into a temporary folder that replaces the old one only when complete.
   """
   check_config(config.sample)
-  seed = int(config.sample.seed if seed is None else seed)
-  check_field(is_whole(seed) and 0 <= seed <= 0xFFFFFFFF, "sample.seed", seed, "must be a whole number in 0..2**32-1")
+  seed = int(config.sample.seed) if seed is None else check_seed(seed)
   levels = conditions.check_levels(config.data.levels)
   run_record = workdir_lib.read_run_record(workdir)
   if num_per_condition is None and config.sample.num_per_condition >= 0:

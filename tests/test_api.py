@@ -129,6 +129,8 @@ def test_a_workdir_without_a_run_is_a_user_error(tmp_path):
     ({}, "exactly one of n .* got neither"),
     ({"index": [0.5, 1.0]}, "index must hold integers"),
     ({"index": [-1]}, "got -1"),
+    ({"n": 1, "seed": -1}, "seed must be a whole number in 0..2\\*\\*32-1, got -1"),
+    ({"n": 1, "seed": 2**32}, "seed must be"),
 ])
 def test_bad_n_or_index_is_a_config_error(sampler, kwargs, says):
   with pytest.raises(errors.ConfigError, match=says):

@@ -30,8 +30,6 @@ from spect_fastgan_jax.outputs import atomic_write
 MATRIX = 64
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class SliceDataset:
   slices: np.ndarray
