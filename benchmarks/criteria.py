@@ -43,9 +43,15 @@ def main():
        "n/a" if side is None else ("yes" if side > 0.05 else "no")),
   ]
   if aug:
-    both, alone = aug["real + synthetic"]["overall"], aug["real only"]["overall"]
-    rows.append(("real + synthetic >= real alone", f"{both:.3f} vs {alone:.3f}",
-                 "yes" if both >= alone else f"no, by {alone - both:.3f}"))
+    both, alone = aug["real + synthetic"], aug["real only"]
+    seeds = len(both.get("repeats", [both]))
+    value = f"{both['overall']:.3f} vs {alone['overall']:.3f}"
+    if seeds > 1:
+      per = [(b["overall"], a["overall"]) for b, a in zip(both["repeats"], alone["repeats"])]
+      value += (f" (mean of {seeds} seeds; SD {both['sd']['overall']:.3f} / {alone['sd']['overall']:.3f}; "
+                f"real + synthetic ahead at {sum(b >= a for b, a in per)} of {seeds} seeds)")
+    rows.append(("real + synthetic >= real alone", value,
+                 "yes" if both["overall"] >= alone["overall"] else f"no, by {alone['overall'] - both['overall']:.3f}"))
   memo = r.get("memorisation", {}).get(label)
   if memo:
     rows.append(("memorisation: C_T (pixel, feature); near-copies",

@@ -38,5 +38,9 @@ def describe() -> dict:
       "platform": platform.platform(),
       "jax_backend": jax.default_backend(),
       "devices": [str(d) for d in jax.devices()],
+      # On the CPU the thread setting changes how XLA sums, and a trained classifier's
+      # figures move with it (docs/evaluation.md): record it with every output.
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
       "packages": versions,
   }

@@ -22,6 +22,7 @@ def _user_config(npz):
   config.evaluate.classifier.features = 16
   config.evaluate.classifier.steps = 20
   config.evaluate.ms_ssim_pairs = 20
+  config.evaluate.augmentation_repeats = 2
   return config
 
 
@@ -71,7 +72,18 @@ def test_evaluate_writes_report_with_every_pattern_and_metric(run):
                                                    for p in ("normal", "unilateral", "bilateral")}
   scores = report["runs_scores"]["run"]
   assert 0 <= scores["accuracy"]["overall"] <= 1 and scores["summary"]["frechet_mean"] >= 0
-  assert set(report["augmentation"]["run"]) == {"real only", "synthetic only", "real + synthetic"}
+  aug = report["augmentation"]["run"]
+  assert set(aug) == {"real only", "synthetic only", "real + synthetic"}
+  for arm in aug.values():   # two training seeds each; the figure is their mean
+    assert arm["seeds"] == [0, 1] and len(arm["repeats"]) == 2
+    assert arm["overall"] == pytest.approx(sum(r["overall"] for r in arm["repeats"]) / 2)
+    assert arm["sd"]["overall"] == pytest.approx(abs(arm["repeats"][0]["overall"] - arm["repeats"][1]["overall"]) / 2)
+  # The thread setting the classifier was trained under is on record (it moves its figures).
+  assert report["classifier"]["trained_with"]["xla_flags"] == os.environ.get("XLA_FLAGS", "")
+  assert "XLA_FLAGS" in open(os.path.join(out, "report.md")).read()
+  # The real-only arm's first seed is the cached reference, not a retrained copy.
+  assert aug["real only"]["repeats"][0] == report["classifier"]["holdout_accuracy"]
+  assert aug["synthetic only"]["side"] is None and aug["real + synthetic"]["side"] is not None
   md = open(os.path.join(out, "report.md")).read()
   for section in ("per pattern", "Diversity", "Condition fidelity", "Left/right balance",
                   "Data augmentation", "fig4_images.png", "fig5_boxplots.png", "fig6_maps.png"):
@@ -100,6 +112,21 @@ def test_evaluate_side_by_side_gives_tukey_for_every_pair(run):
   c = report["paper"]["per_pattern"]["unilateral"]["lr"]
   assert set(c["dunnett_p"]) == {"run@2", "run@1"}
   assert set(c["tukey_p"]) == {"real vs run@2", "real vs run@1", "run@2 vs run@1"}
+
+
+def test_bad_augmentation_repeats_is_refused_before_any_work(run):
+  config, workdir = run
+  config = config.copy_and_resolve_references()
+  config.evaluate.augmentation_repeats = 0
+  logs = []
+  out = os.path.join(workdir, "evaluation", "epoch_0002_seed0")
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "kept.txt"), "w") as f:
+    f.write("an earlier report")
+  with pytest.raises(errors.ConfigError, match="evaluate.augmentation_repeats"):
+    modes.evaluate(config, workdir, epoch=2, overwrite=True, log=logs.append)
+  assert not any("generating" in m for m in logs)
+  assert open(os.path.join(out, "kept.txt")).read() == "an earlier report"
 
 
 def test_missing_epoch_is_a_user_error(run):

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from spect_fastgan_jax import augment, conditions
+from spect_fastgan_jax import augment, conditions, provenance
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.outputs import atomic_write
 from spect_fastgan_jax.evaluation.metrics import normalise
@@ -150,17 +150,19 @@ def _masked_ce(logits, labels):
   return jnp.sum(ce * mask) / jnp.maximum(jnp.sum(mask), 1)
 
 
-def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None) -> Trained:
+def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None,
+          seed: int | None = None) -> Trained:
   """Trains from scratch on `data` with Adam; batches are drawn with weights that
   balance the (level, pattern) conditions, so rare ones (bilateral) are not ignored.
 
-  cfg: the `evaluate.classifier` config block.
+  cfg: the `evaluate.classifier` config block. seed: initialisation, batches and
+  shifts (default cfg.seed); the subject split is not made here.
   """
+  seed = int(cfg.seed) if seed is None else int(seed)
   module = ConditionClassifier(tuple(int(w) for w in cfg.widths), int(cfg.features))
-  key = jax.random.PRNGKey(int(cfg.seed))
+  key = jax.random.PRNGKey(seed)
   params = module.init(key, jnp.zeros((1, 64, 64)))["params"]
-  opt = optax.adam(float(cfg.learning_rate))
-  opt_state = opt.init(params)
+  opt_state = optax.adam(float(cfg.learning_rate)).init(params)
 
   n, k = data.images.shape[:2]
   flat = normalise(data.images.reshape(n * k, 64, 64)).reshape(n, k, 64, 64)
@@ -168,15 +170,36 @@ def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None) -> T
   labels = {h: jnp.asarray(getattr(data, h)) for h in ("level", "pattern", "side")}
   cond = data.level * len(conditions.PATTERNS) + data.pattern
   weight = 1.0 / np.bincount(cond)[cond]
-  rng = np.random.default_rng(int(cfg.seed))
+  rng = np.random.default_rng(seed)
   steps, bs = int(cfg.steps), int(cfg.batch_size)
   index = rng.choice(n, (steps, bs), p=weight / weight.sum()).astype(np.int32)
-  max_shift = int(cfg.max_shift)
 
-  # A Python loop over one jitted step: on XLA's CPU backend the convolutions of a
-  # lax.scan body ran about 20x slower than the same step compiled on its own.
-  # The data are arguments, not closure constants, so XLA does not fold them into
-  # the program (slow compiles, one program per data set).
+  step = _train_step(module, float(cfg.learning_rate), bs, int(k), int(cfg.max_shift))
+  losses = []
+  for s, skey in enumerate(jax.random.split(jax.random.fold_in(key, 1), steps)):
+    params, opt_state, loss = step(params, opt_state, images, labels, index[s], skey)
+    losses.append(loss)
+  losses = np.asarray(losses)
+  log(f"classifier: {steps} steps, loss {losses[:10].mean():.3f} -> {losses[-10:].mean():.3f}")
+  return Trained(module, params)
+
+
+_TRAIN_STEPS: dict = {}
+
+
+def _train_step(module, learning_rate: float, bs: int, k: int, max_shift: int):
+  """The jitted Adam step, one per (module, settings), so that the repeated classifiers
+  of the augmentation study reuse one compiled program per data-set size.
+
+  A Python loop over one jitted step: on XLA's CPU backend the convolutions of a
+  lax.scan body ran about 20x slower than the same step compiled on its own.
+  The data are arguments, not closure constants, so XLA does not fold them into
+  the program (slow compiles, one program per data set)."""
+  key = (module, learning_rate, bs, k, max_shift)
+  if key in _TRAIN_STEPS:
+    return _TRAIN_STEPS[key]
+  opt = optax.adam(learning_rate)
+
   @jax.jit
   def step(params, opt_state, images, labels, idx, skey):
     k1, k2 = jax.random.split(skey)
@@ -193,13 +216,8 @@ def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None) -> T
     updates, opt_state = opt.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  losses = []
-  for s, skey in enumerate(jax.random.split(jax.random.fold_in(key, 1), steps)):
-    params, opt_state, loss = step(params, opt_state, images, labels, index[s], skey)
-    losses.append(loss)
-  losses = np.asarray(losses)
-  log(f"classifier: {steps} steps, loss {losses[:10].mean():.3f} -> {losses[-10:].mean():.3f}")
-  return Trained(module, params)
+  _TRAIN_STEPS[key] = step
+  return step
 
 
 def accuracy(trained: Trained, images: np.ndarray, level, pattern, side=None,
@@ -255,6 +273,7 @@ class Reference:
   holdout: np.ndarray       # [N] bool over the data set's slices
   holdout_accuracy: dict
   key: str
+  trained_with: dict | None = None   # provenance.describe() where it was trained (None: older cache)
 
 
 def reference(ds: SliceDataset, cfg, cache_dir: str,
@@ -271,15 +290,18 @@ def reference(ds: SliceDataset, cfg, cache_dir: str,
       blob = flax.serialization.msgpack_restore(f.read())
     trained = Trained(module, blob["params"])
     log(f"loaded the condition classifier from {path}")
-    return Reference(trained, holdout, json.loads(blob["info"])["holdout_accuracy"], key)
+    info = json.loads(blob["info"])
+    return Reference(trained, holdout, info["holdout_accuracy"], key, info.get("trained_with"))
   log(f"training the condition classifier on {int((~holdout).sum())} real slices "
       f"({len(np.unique(ds.subject[~holdout]))} subjects; {int(holdout.sum())} held out)")
   trained = train(real_labelled(ds.subset(~holdout)), cfg, log)
   test = ds.subset(holdout)
   acc = accuracy(trained, test.slices[:, 1], test.level, test.pattern, test.side, levels)
-  info = json.dumps({"holdout_accuracy": acc, "config": cfg.to_dict()}, default=list)
+  trained_with = provenance.describe()
+  info = json.dumps({"holdout_accuracy": acc, "config": cfg.to_dict(), "trained_with": trained_with},
+                    default=list)
   blob = flax.serialization.msgpack_serialize(
       {"params": jax.tree_util.tree_map(np.asarray, trained.params), "info": info})
   atomic_write(path, lambda f: f.write(blob), suffix=".msgpack")
   log(f"cached the classifier as {path}; held-out real accuracy {acc['overall']:.3f}")
-  return Reference(trained, holdout, acc, key)
+  return Reference(trained, holdout, acc, key, trained_with)

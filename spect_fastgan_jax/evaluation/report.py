@@ -42,6 +42,7 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
   temporary folder that replaces it only when complete. Returns out_dir.
   """
   hint = ", or choose another seed (--config.evaluate.seed)"
+  augmentation.check_config(cfg)
   outputs.refuse_existing(out_dir, overwrite, hint)  # before minutes of work, not after
   t0 = time.time()
   real = real_group(ds)
@@ -61,7 +62,8 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
     scores[run.label] = score.run_scores(real, real_pred, fake, fake_pred, _levels(real),
                                          int(cfg.ms_ssim_pairs))
     if cfg.augmentation_study:
-      study[run.label] = augmentation.study(ds, ref, fake, cfg.classifier, _levels(real), log)
+      study[run.label] = augmentation.study(ds, ref, fake, cfg.classifier, _levels(real),
+                                            int(cfg.augmentation_repeats), log)
     if mcfg.enabled:
       memo[run.label], memo_figs[run.label] = _memorisation(ds, ref, run, fake, fake_pred, mcfg,
                                                             memo_refs, log)
@@ -71,7 +73,8 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
                 "levels": list(r.config.data.levels)} for r in runs],
       "seed": int(cfg.seed), "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
       "paper": paper, "classifier": {"cache_key": ref.key, "holdout_accuracy": ref.holdout_accuracy,
-                                     "holdout_subjects": int(len(np.unique(ds.subject[ref.holdout])))},
+                                     "holdout_subjects": int(len(np.unique(ds.subject[ref.holdout]))),
+                                     "trained_with": ref.trained_with},
       "runs_scores": scores, "augmentation": study, "memorisation": memo,
       "evaluate_config": cfg.to_dict(),
       "provenance": provenance.describe()}
@@ -202,6 +205,12 @@ def markdown(r: dict) -> str:
              + " | " + " | ".join(f"{_f(r['runs_scores'][l]['summary']['frechet_mean'], 2)} / "
                                   f"{_f(r['runs_scores'][l]['summary']['kernel_mean'], 3)} (mean)"
                                   for l in labels) + " |")
+  tw = r["classifier"].get("trained_with")
+  if tw:
+    out += ["", f"The classifier was trained on {tw['jax_backend']} with XLA_FLAGS="
+            f"`{tw.get('xla_flags') or '(none)'}` on {tw.get('cpus_usable', '?')} usable CPU(s): on a "
+            "CPU the thread setting changes how XLA sums, so a classifier trained under another "
+            "setting gives figures a little different (docs/evaluation.md)."]
   out += ["", f"Side of unilateral defects on held-out real slices: classifier accuracy "
           f"{_f(ho.get('side'), 3)}.", "", "### Left/right balance of unilateral defects", "",
           "| run | level | n | real left share (labels) | real left share (LR < 1) | "
@@ -213,12 +222,19 @@ def markdown(r: dict) -> str:
                  f"{_f(b['real_left_share_by_lr'], 2)} | {_f(b['fake_left_share_by_classifier'], 2)} | "
                  f"{_f(b['fake_left_share_by_lr'], 2)} | {_p(b['binomial_p'])} |")
   if r["augmentation"]:
+    seeds = next(iter(r["augmentation"].values()))["real only"].get("seeds", [0])
     out += ["", "## Data augmentation: accuracy on held-out real subjects", "",
-            "| run | trained on | overall | pattern | level | side |", "|---|---|---|---|---|---|"]
+            f"Each classifier trained with {len(seeds)} seed(s) ({', '.join(map(str, seeds))}; the "
+            "subject split stays): mean +/- SD over the seeds, then each seed's overall accuracy.", "",
+            "| run | trained on | overall | pattern | level | side | overall per seed |",
+            "|---|---|---|---|---|---|---|"]
     for l, s in r["augmentation"].items():
       for name, a in s.items():
-        out.append(f"| {l} | {name} | {_f(a['overall'])} | {_f(a['pattern'])} | {_f(a['level'])} | "
-                   f"{_f(a['side'])} |")
+        sd = a.get("sd", {})
+        cells = [f"{_f(a[k])} +/- {_f(sd.get(k))}" if sd.get(k) is not None else _f(a[k])
+                 for k in ("overall", "pattern", "level", "side")]
+        per_seed = ", ".join(_f(x["overall"]) for x in a.get("repeats", [a]))
+        out.append(f"| {l} | {name} | " + " | ".join(cells) + f" | {per_seed} |")
   out += _memorisation_md(r)
   out += ["", "## Images (Fig. 4)", "", "![Fig. 4](fig4_images.png)", "",
           f"Evaluation took {r.get('seconds', 'n/a')} s.", ""]
