@@ -59,6 +59,10 @@ def get_config() -> ml_collections.ConfigDict:
   # where G's tanh saturates; below 1 leaves G headroom for its brightest pixels,
   # and samples are then divided by their own maximum (augment.py).
   config.model.output_peak = 1.0
+  # G divides each output by its own maximum (mapped to output_peak), as every real
+  # slice is normalised, so D judges mean counts relative to the hottest pixel, as
+  # the paper's MC does (models.Generator). Paper: False.
+  config.model.normalise_output = False
 
   # --- Losses (paper Eqs. 1-5). ---
   config.loss = ml_collections.ConfigDict()

@@ -100,6 +100,11 @@ class Generator(nn.Module):
     output_peak: the output value that stands for a slice's maximum count
       (augment.to_model_range); sampling maps outputs back with it. No parameter
       depends on it.
+    normalise_output: divide each output's counts (output + 1) by their own maximum and
+      map that maximum to `output_peak`, as every real slice is max-normalised before
+      D sees it. D then judges G's slices as the paper's statistics see them (mean
+      counts relative to the hottest pixel), and G's overall level is free, so its
+      brightest pixels need not sit where tanh flattens. Paper: False.
   """
   channels: Sequence[int] = (256, 128, 128, 64, 32)
   embed_dim: int = 64
@@ -111,6 +116,7 @@ class Generator(nn.Module):
   noise_full_res: bool = False
   cond: str = "concat"
   output_peak: float = 1.0
+  normalise_output: bool = False
 
   @nn.compact
   def __call__(self, z: Array, y: Array, noise_keys: Array, train: bool) -> Array:
@@ -135,7 +141,13 @@ class Generator(nn.Module):
         feat32, train, keys[2] if self.noise_full_res else None, yc)
     feat64 = SkipLayerExcitation(self.sle_slope, sn, dt, name="sle")(feat4, feat64, train)
     out = Conv(1, 3, spectral_norm=sn, dtype=dt, name="to_img")(feat64, train)
-    return jnp.tanh(out.astype(jnp.float32))
+    out = jnp.tanh(out.astype(jnp.float32))
+    if self.normalise_output:
+      counts = out + 1.0
+      peak = jnp.max(counts, axis=(1, 2, 3), keepdims=True)
+      # The floor only guards an all-background output (-1 everywhere) from 0 / 0.
+      out = counts * ((1.0 + self.output_peak) / jnp.maximum(peak, 1e-3)) - 1.0
+    return out
 
 
 class DownBlockComp(nn.Module):
@@ -268,7 +280,7 @@ def from_config(model_config) -> tuple[Generator, Discriminator]:
   for field in ("z_dim", "embed_dim", "d_out_channels"):
     check_field(is_whole(model_config[field]) and model_config[field] >= 1, f"model.{field}",
                 model_config[field], "must be a whole number >= 1")
-  for field in ("noise_injection", "spectral_norm", "noise_full_res", "d_coords"):
+  for field in ("noise_injection", "spectral_norm", "noise_full_res", "d_coords", "normalise_output"):
     check_field(isinstance(model_config[field], bool), f"model.{field}", model_config[field],
                 "must be True or False")
   for field in ("g_channels", "d_channels", "dec_channels"):
@@ -280,7 +292,7 @@ def from_config(model_config) -> tuple[Generator, Discriminator]:
                 spectral_norm=bool(model_config.spectral_norm),
                 sle_slope=float(model_config.sle_slope), dtype=dtype, conv_impl=conv_impl,
                 noise_full_res=bool(model_config.noise_full_res),
-                cond=g_cond, output_peak=peak)
+                cond=g_cond, output_peak=peak, normalise_output=bool(model_config.normalise_output))
   d = Discriminator(channels=tuple(int(c) for c in model_config.d_channels),
                     out_channels=int(model_config.d_out_channels),
                     dec_channels=tuple(int(c) for c in model_config.dec_channels),

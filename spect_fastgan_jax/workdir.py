@@ -33,7 +33,7 @@ RESUME_FREE_FIELDS = ("data.cache_dir", "data.read_workers", "model.conv_impl")
 # a run without the field computed: an older run resumes and samples as what it was.
 ADDED_FIELDS = {
     "model": {"noise_full_res": False, "g_cond": "concat", "d_cond": "input", "d_coords": False,
-              "output_peak": 1.0},
+              "output_peak": 1.0, "normalise_output": False},
     "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0},
     "optim": {"ema_warmup": False},
     "data": {"condition_balance": 0.0},

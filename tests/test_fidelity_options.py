@@ -199,6 +199,7 @@ def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tm
   config.log.monitor_every_epochs = 1
   config.log.monitor_per_condition = 4
   config.data.condition_balance = 0.5
+  config.model.normalise_output = True
   said = []
   train.train(config, str(tmp_path), toy_dataset(3), log=said.append)
   records = runlog.read(str(tmp_path))
@@ -271,6 +272,31 @@ def test_output_peak_round_trip():
   # divides it by its own maximum, so every sample peaks at 1 as every real slice does.
   dim = augment.to_model_range(x * 0.7, 0.8)
   np.testing.assert_allclose(np.asarray(augment.from_model_range(dim, 0.8).max(axis=(1, 2))), 1.0, rtol=1e-6)
+
+
+def test_normalised_output_peaks_where_real_slices_do_and_passes_gradients(tiny_config_a):
+  config = tiny_config_a
+  config.model.output_peak = 0.8
+  z = jax.random.normal(jax.random.PRNGKey(0), (3, config.model.z_dim))
+  keys = jax.random.split(jax.random.PRNGKey(1), 3)
+  y = jnp.asarray(conditions.encode(config.data.levels, ["BG"] * 3, ["normal"] * 3))
+  out = {}
+  for on in (False, True):
+    config.model.normalise_output = on
+    g, _ = models.from_config(config.model)
+    gv = g.init({"params": jax.random.PRNGKey(2)}, z, y, keys, train=False)
+    out[on] = np.asarray(g.apply(gv, z, y, keys, train=False))
+  # Each image's hottest pixel sits at the peak, as augment.to_model_range puts every
+  # real slice's; the image is the plain one's counts times its own factor.
+  np.testing.assert_allclose(out[True].max(axis=(1, 2, 3)), 0.8, rtol=1e-6)
+  assert not np.allclose(out[False].max(axis=(1, 2, 3)), 0.8, atol=1e-3)
+  ratio = (out[True] + 1) / (out[False] + 1)
+  np.testing.assert_allclose(ratio, ratio[:, :1, :1, :1] * np.ones_like(ratio), rtol=1e-4)
+  # The same parameters (no new ones), and gradients reach them through the division.
+  grads = jax.grad(lambda p: jnp.mean(g.apply({**gv, "params": p}, z, y, keys, train=False)))(gv["params"])
+  leaves = jax.tree_util.tree_leaves(grads)
+  assert all(np.isfinite(np.asarray(l)).all() for l in leaves)
+  assert max(float(np.abs(np.asarray(l)).max()) for l in leaves) > 0
 
 
 def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, toy_a):
