@@ -14,7 +14,9 @@ from conftest import ROOT, toy_dataset
 TINY = ["--config.model.g_channels=(16,8,8,8,8)", "--config.model.d_channels=(8,8,8,8)",
         "--config.model.d_out_channels=8", "--config.model.dec_channels=(8,8,8)",
         "--config.model.z_dim=8", "--config.model.embed_dim=8", "--config.log.progress=False",
-        "--config.log.sample_every_epochs=1"]
+        "--config.log.sample_every_epochs=1", "--config.log.monitor_every_epochs=0"]
+# (The diversity monitor, on by default, trains the condition classifier when a run
+# starts; tests/test_fidelity_options.py runs it. Here it would only add minutes.)
 
 
 def _launch(*args, cwd=ROOT):

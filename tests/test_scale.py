@@ -59,7 +59,8 @@ def test_four_devices_train_the_same_run_as_one(tmp_path):
           raise AssertionError(bad)
       print("OK")
   """)
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip(),
+             JAX_PLATFORMS="cpu")
   r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   diff = float(r.stdout.split("MAXDIFF")[1].split()[0])
