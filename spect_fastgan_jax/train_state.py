@@ -51,9 +51,9 @@ def init_variables(config, g: models.Generator, d: models.Discriminator, key: Ar
   return g_vars, d_vars
 
 
-def create_train_state(config, g, d) -> TrainState:
-  """The state at step 0, from `config.seed`."""
-  key = jax.random.PRNGKey(config.seed)
+def initial_state_fn(config, g, d):
+  """key -> the state at step 0 for that key; seeds differ only in it, so one function
+  (compiled once) serves every seed of a run."""
   tx_g, tx_d = make_optimizers(config.optim)
 
   # One compiled program: run op by op, the initialisers and the optimiser states
@@ -63,16 +63,24 @@ def create_train_state(config, g, d) -> TrainState:
     g_vars, d_vars = init_variables(config, g, d, rng.stream(key, rng.INIT))
     return g_vars, d_vars, tx_g.init(g_vars["params"]), tx_d.init(d_vars["params"])
 
-  g_vars, d_vars, g_opt, d_opt = build(key)
-  return TrainState(
-      step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32), key=key,
-      g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
-      d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
-      g_opt=g_opt, d_opt=d_opt,
-      # A copy, not the same arrays: the step donates the state, and one buffer
-      # cannot be donated twice.
-      ema_params=(jax.tree_util.tree_map(jnp.copy, g_vars["params"])
-                  if config.optim.ema_decay > 0 else {}))
+  def init(key) -> TrainState:
+    g_vars, d_vars, g_opt, d_opt = build(key)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32), key=key,
+        g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
+        d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
+        g_opt=g_opt, d_opt=d_opt,
+        # A copy, not the same arrays: the step donates the state, and one buffer
+        # cannot be donated twice.
+        ema_params=(jax.tree_util.tree_map(jnp.copy, g_vars["params"])
+                    if config.optim.ema_decay > 0 else {}))
+
+  return init
+
+
+def create_train_state(config, g, d) -> TrainState:
+  """The state at step 0, from `config.seed`."""
+  return initial_state_fn(config, g, d)(jax.random.PRNGKey(config.seed))
 
 
 def restore_or_init(runs, ckpts, g, d, sampler_fn, data, mesh, log) -> tuple[int | None, list]:
@@ -108,7 +116,8 @@ def restore_or_init(runs, ckpts, g, d, sampler_fn, data, mesh, log) -> tuple[int
       lasts = [min(lasts)] * len(runs)
   last = lasts[0]
   if last is None:
-    return None, [create_train_state(c, g, d) for c, _ in runs]
+    init = initial_state_fn(config, g, d)
+    return None, [init(jax.random.PRNGKey(c.seed)) for c, _ in runs]
   states = [st for _, st in restored]
   every = config.checkpoint.sampler_every_epochs
   for (_, w), ck, st in zip(runs, ckpts, states):

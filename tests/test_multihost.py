@@ -177,9 +177,9 @@ def test_two_processes_train_the_run_of_one_and_resume_after_both_are_killed(tmp
   # all-reduce across processes), so they differ by float32 rounding; Adam's
   # normalisation amplifies that where a gradient is near zero (biases before a
   # BatchNorm, still ~lr x steps in size) and it grows fast: 0.05 of an epoch's
-  # move after one resumed epoch, 0.115 after two (so one is resumed). A wrong batch split, a lost or doubled gradient, or a process that
-  # trained on other batches differs by a whole epoch's move (checked below), so 0.15 is
-  # the line. Each comparison starts from equal weights: carried over several epochs, a
+  # move after one resumed epoch, 0.115 after two (so one is resumed). A wrong batch
+  # split, a lost or doubled gradient, or a process that trained on other batches
+  # differs by a whole epoch's move (checked below), so 0.15 is the line. Each comparison starts from equal weights: carried over several epochs, a
   # rounding difference grows (0.029 of an array's scale after three on a slow CPU),
   # so one long run against another would fail by chance.
   TOLERANCE = 0.15
