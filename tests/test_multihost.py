@@ -179,9 +179,11 @@ def test_two_processes_train_the_run_of_one_and_resume_after_both_are_killed(tmp
   # BatchNorm, still ~lr x steps in size) and it grows fast: 0.05 of an epoch's
   # move after one resumed epoch, 0.115 after two (so one is resumed). A wrong batch
   # split, a lost or doubled gradient, or a process that trained on other batches
-  # differs by a whole epoch's move (checked below), so 0.15 is the line. Each comparison starts from equal weights: carried over several epochs, a
-  # rounding difference grows (0.029 of an array's scale after three on a slow CPU),
-  # so one long run against another would fail by chance.
+  # differs by about a whole epoch's move, so 0.15 is the line (and below, one epoch
+  # is checked to move the weights far beyond rounding). Each comparison starts from
+  # equal weights: carried over several epochs, a rounding difference grows (0.029 of
+  # an array's scale after three on a slow CPU), so one long run against another
+  # would fail by chance.
   TOLERANCE = 0.15
   config = workdir_lib.read_run_config(str(workdir))
   config.log.progress = False
