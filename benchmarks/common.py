@@ -45,3 +45,26 @@ def embedded_set_and_features():
   ds = data.load_training_set(data_config.get_config(), log=lambda m: None)
   clf = classifier.reference(ds, eval_config.get_config().classifier, os.path.join(ROOT, ".cache", "benchmarks"))
   return ds, lambda x: clf.trained.predict(x)["features"]
+
+
+def run_images(workdir: str, symmetric_flip: bool = False):
+  """A trained run's images as --mode=evaluate generates them: (the run's config, the
+  evaluate config, its real data set, the real Group, images(epoch, seed) -> generated
+  Group at Table 1 counts). Sampled with `symmetric_flip` as given, whatever the run's
+  config.json says, so a script sees the generator's own output unless it asks."""
+  from configs import evaluate as eval_config
+  from spect_fastgan_jax import data
+  from spect_fastgan_jax import workdir as workdir_lib
+  from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
+  from spect_fastgan_jax.evaluation.report import real_group
+  run_config = workdir_lib.require_run_config(workdir)
+  run_config.sample.symmetric_flip = symmetric_flip
+  ecfg = eval_config.get_config()
+  ds = data.load_training_set(run_config.data, log=lambda m: None)
+  real = real_group(ds)
+  sampler = RunSampler.of(run_config, workdir)
+
+  def images(epoch: int, seed: int):
+    return sampler.images(epoch, real_counts(real), seed, "generated", int(ecfg.batch_size))
+
+  return run_config, ecfg, ds, real, images

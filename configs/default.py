@@ -121,6 +121,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample.num_per_condition = -1   # -1: as many per condition as the real data has (Table 1)
   config.sample.batch_size = 256         # images per compiled call: speed, and at most the last bit
                                          # of an image (float rounding); info.json records it
+  # Flip each normal and bilateral image left/right on a coin of its own (seed, index),
+  # the symmetry training gives those patterns (augment.flip): the generator's residual
+  # sub-percent left/right tilt otherwise fails the paper's LR test (docs/fidelity.md).
+  # Unilateral images are never flipped. Paper: False (it sampled G as is).
+  config.sample.symmetric_flip = False
 
   # --- Evaluation and epoch selection (--mode=evaluate, --mode=select); each field is
   # commented in configs/evaluate.py. ---
@@ -157,6 +162,7 @@ def fidelity_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   config.model.noise_full_res = True
   config.model.g_cond = "cbn"
   config.model.d_cond = "projection"
+  config.sample.symmetric_flip = True
   return config
 
 

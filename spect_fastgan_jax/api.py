@@ -54,10 +54,12 @@ class Sampler:
     self._batch_size = int(config.sample.batch_size)
     self._g = g
     self._g_vars = g_vars
-    self._generate_fn = sample_lib.make_generate_fn(g, self._z_dim)
+    self._symmetric_flip = bool(config.sample.get("symmetric_flip", False))
+    self._generate_fn = sample_lib.generate_fn_of(g, config)
 
   @classmethod
-  def load(cls, workdir: str, epoch: int | None = None, batch_size: int | None = None) -> "Sampler":
+  def load(cls, workdir: str, epoch: int | None = None, batch_size: int | None = None,
+           symmetric_flip: bool | None = None) -> "Sampler":
     """Restores the generator of `epoch` (default: the newest saved) of the run in `workdir`.
 
     Args:
@@ -68,18 +70,26 @@ class Sampler:
         smaller one is faster for a few images at a time. None: the run's
         sample.batch_size (256), the one --mode=sample uses by default; images are
         bit-identical to --mode=sample's only at the batch size it ran with (info.json).
+      symmetric_flip: flip normal and bilateral images left/right at random, as training
+        flips their real slices (sample.symmetric_flip, docs/fidelity.md). None: the
+        run's config.json (False for runs saved before the field existed).
 
     Raises:
       errors.MissingRunError: `workdir` holds no trained run (no config.json); for a
         run of several seeds the message names their folders, `<workdir>/seed_<s>`.
       errors.CheckpointError: `epoch` has no checkpoint (the message lists the
         epochs that exist), the run has none yet, or it cannot be read.
-      errors.ConfigError: `epoch` is not an integer, or `batch_size` not one >= 1.
+      errors.ConfigError: `epoch` is not an integer, `batch_size` not one >= 1, or
+        `symmetric_flip` not a bool.
     """
     workdir = os.fspath(workdir)
     config = workdir_lib.require_run_config(workdir)
     if batch_size is not None:
       config.sample.batch_size = batch_size
+    if symmetric_flip is not None:
+      if not isinstance(symmetric_flip, bool):
+        raise errors.ConfigError(f"symmetric_flip must be True, False or None, got {symmetric_flip!r}")
+      config.sample.symmetric_flip = symmetric_flip
     sample_lib.check_config(config.sample)
     epochs = checkpoints.sampler_epochs(workdir)
     if epoch is None:
@@ -109,6 +119,11 @@ class Sampler:
   def epochs(self) -> tuple[int, ...]:
     """Every epoch of the run with a sampler checkpoint when it was loaded, ascending."""
     return self._epochs
+
+  @property
+  def symmetric_flip(self) -> bool:
+    """Whether normal and bilateral images are flipped left/right at random (`load`)."""
+    return self._symmetric_flip
 
   @property
   def levels(self) -> tuple[str, ...]:

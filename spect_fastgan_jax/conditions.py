@@ -18,6 +18,10 @@ from spect_fastgan_jax.errors import ConditionError, ConfigError
 LEVELS = ("CER", "BG", "COR")
 PATTERNS = ("normal", "unilateral", "bilateral")
 SIDES = ("none", "left", "right")
+# Patterns whose label a left/right flip keeps: the training augmentation flips them
+# (MODEL.md, step 3), and symmetric sampling (config sample.symmetric_flip) too.
+# A unilateral defect would move to the other side of its label's data.
+FLIP_SYMMETRIC = ("normal", "bilateral")
 
 # Table 1 of the paper: slices per (level, pattern) in the training set.
 TABLE1_COUNTS = {
@@ -85,6 +89,14 @@ def encode(levels: Sequence[str], level: Sequence[str], pattern: Sequence[str]) 
     raise ConditionError(f"unknown pattern label(s) {bad}; known: {', '.join(PATTERNS)}")
   blocks.append(pattern[:, None] == np.asarray(PATTERNS)[None, :])
   return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def flip_symmetric(cond):
+  """[N] bool from condition vectors [N, C] (numpy or JAX): True where the pattern is
+  one of FLIP_SYMMETRIC. The pattern block is the last len(PATTERNS) columns of every
+  encoding (`encode`)."""
+  block = cond[:, cond.shape[1] - len(PATTERNS):]
+  return sum(block[:, PATTERNS.index(p)] for p in FLIP_SYMMETRIC) > 0.5
 
 
 def expand_counts(counts: dict[tuple[str, str], int]) -> tuple[np.ndarray, np.ndarray]:

@@ -54,7 +54,7 @@ def device_data(ds: SliceDataset, levels, condition_balance: float = 0.0) -> Dev
   with `condition_balance` > 0 also the draw probability of each slice."""
   slices = normalise(jnp.asarray(ds.slices))
   cond = jnp.asarray(conditions.encode(levels, ds.level, ds.pattern))
-  flip_ok = jnp.asarray(np.isin(ds.pattern, ("normal", "bilateral")))
+  flip_ok = jnp.asarray(np.isin(ds.pattern, conditions.FLIP_SYMMETRIC))
   spread = condition_spread(np.asarray(slices[:, 1]), ds.level, ds.pattern)
   weight = (jnp.asarray(condition_weights(ds.level, ds.pattern, condition_balance))
             if condition_balance > 0 else None)

@@ -6,6 +6,13 @@ statistics, so the other images of a batch never change it. The batch size can
 change its last bit (XLA may round a program compiled for another batch size
 differently), so sampling always runs whole batches of `sample.batch_size`, and
 info.json records it.
+
+With `sample.symmetric_flip` a normal or bilateral image is flipped left/right where a
+coin of its own (from the same (seed, index)) says so: training flips those patterns'
+real slices with p = 0.5, so the distribution the generator learns is left/right
+symmetric, and the flip makes a sample exactly so instead of keeping the generator's
+residual sub-percent tilt (docs/fidelity.md). z and the noise stay those of plain
+sampling: an image is either the plain one or its mirror.
 """
 
 from __future__ import annotations
@@ -103,6 +110,14 @@ def check_config(sample_config) -> None:
               "must be -1 (as many as the real data) or a whole number >= 1")
   v = sample_config.batch_size
   check_field(is_whole(v) and v >= 1, "sample.batch_size", v, "must be a whole number >= 1")
+  v = sample_config.get("symmetric_flip", False)
+  check_field(isinstance(v, bool), "sample.symmetric_flip", v, "must be True or False")
+
+
+def generate_fn_of(g: models.Generator, config) -> Callable:
+  """make_generate_fn for a run's config: its z size and its `sample.symmetric_flip`."""
+  check_config(config.sample)
+  return make_generate_fn(g, int(config.model.z_dim), bool(config.sample.get("symmetric_flip", False)))
 
 
 # ----------------------------------------------------------------------------
@@ -115,15 +130,24 @@ def sample_keys(seed: int, index: jax.Array) -> tuple[jax.Array, jax.Array]:
   return keys[:, 0], keys[:, 1]
 
 
-def make_generate_fn(g: models.Generator, z_dim: int) -> Callable:
-  """Jitted (g_vars, cond [B, C], seed, index [B]) -> images [B, 64, 64] in [0, 1]."""
+# fold_in constant of the symmetric-flip coin (from the latent key, so z stays the same).
+_FLIP_STREAM = 0x464C4950
+
+
+def make_generate_fn(g: models.Generator, z_dim: int, symmetric_flip: bool = False) -> Callable:
+  """Jitted (g_vars, cond [B, C], seed, index [B]) -> images [B, 64, 64] in [0, 1];
+  `symmetric_flip`: the module docstring's random flip of normal and bilateral images."""
 
   @jax.jit
   def generate(g_vars, cond, seed, index):
     z_keys, noise_keys = sample_keys(seed, index)
     z = jax.vmap(lambda k: jax.random.normal(k, (z_dim,)))(z_keys)
-    out = g.apply(g_vars, z, cond, noise_keys, train=False)
-    return augment.from_model_range(out, g.output_peak)
+    out = augment.from_model_range(g.apply(g_vars, z, cond, noise_keys, train=False), g.output_peak)
+    if symmetric_flip:
+      coin = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, _FLIP_STREAM)))(z_keys)
+      flip = coin & conditions.flip_symmetric(cond)
+      out = jnp.where(flip[:, None, None], out[:, :, ::-1], out)
+    return out
 
   return generate
 
@@ -153,7 +177,7 @@ def condition_grid(g, g_vars, config, per_condition: int = 4, seed: int = 0) -> 
   lv, pt = zip(*[(l, p) for l, p in pairs for _ in range(per_condition)])
   cond = conditions.encode(levels, lv, pt)
   imgs = generate(g, g_vars, cond, seed, np.arange(len(lv), dtype=np.int32), config.model.z_dim,
-                  batch_size=len(lv))
+                  batch_size=len(lv), generate_fn=generate_fn_of(g, config))
   return tile(imgs, per_condition)
 
 
@@ -288,7 +312,7 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   # another batch size differently in the last bit, and the Sampler API (api.py) runs
   # this one, so both give the same image of a (seed, index), bit for bit.
   batch = int(config.sample.batch_size)
-  generate_fn = make_generate_fn(g, config.model.z_dim)
+  generate_fn = generate_fn_of(g, config)
 
   def generate_rows(l, p, i):
     return generate(g, g_vars, conditions.encode(levels, l, p), seed, i, config.model.z_dim,
@@ -317,7 +341,9 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
     rows = [tile(images[(lv == l) & (pt == p)][:grid_cols], grid_cols) for l, p in counts]
     save_png(np.concatenate(rows, axis=0), os.path.join(tmp, "grid.png"))
     with open(os.path.join(tmp, "info.json"), "w") as f:
-      json.dump({"epoch": epoch, "seed": seed, "batch_size": batch, "workdir": os.path.abspath(workdir),
+      json.dump({"epoch": epoch, "seed": seed, "batch_size": batch,
+                 "symmetric_flip": bool(config.sample.get("symmetric_flip", False)),
+                 "workdir": os.path.abspath(workdir),
                  "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
                  "grid_rows": [f"{l}/{p}" for l, p in counts],
                  "near_copy_filter": filter_record,

@@ -37,6 +37,7 @@ ADDED_FIELDS = {
     "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0},
     "optim": {"ema_warmup": False},
     "data": {"condition_balance": 0.0},
+    "sample": {"symmetric_flip": False},
     "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0,
                 "blend_prob": 1.0},
 }

@@ -1,5 +1,6 @@
 """The public sampling API (spect_fastgan_jax.Sampler) on a tiny run."""
 
+import json
 import os
 import re
 import subprocess
@@ -62,6 +63,31 @@ def test_images_are_those_mode_sample_writes_for_the_same_seed_and_index(run, sa
   # And another seed gives other images.
   assert not np.array_equal(sampler.generate("COR", "unilateral", seed=0, index=index[sel]),
                             images[sel])
+
+
+def test_symmetric_flip_mirrors_about_half_of_the_normal_and_bilateral_images_only(run, sampler):
+  flipping = Sampler.load(run, symmetric_flip=True)
+  assert flipping.symmetric_flip and not sampler.symmetric_flip
+  n = 48
+  for pattern in ("normal", "bilateral", "unilateral"):
+    plain, sym = sampler.generate("COR", pattern, n=n), flipping.generate("COR", pattern, n=n)
+    same = np.all(np.isclose(sym, plain, atol=1e-6), axis=(1, 2))
+    mirrored = np.all(np.isclose(sym, plain[:, :, ::-1], atol=1e-6), axis=(1, 2)) & ~same
+    if pattern == "unilateral":   # a flip would move the defect to the other side
+      assert same.all()
+    else:                          # each image is the plain one or its mirror, on a fair coin
+      assert (same | mirrored).all() and 12 <= mirrored.sum() <= n - 12
+  # The same coins in --mode=sample, which records the setting.
+  config = workdir_lib.require_run_config(run)
+  config.sample.symmetric_flip = True
+  out = sample.sample_run(config, run, 2, num_per_condition=4, seed=3, log=lambda m: None)
+  with np.load(os.path.join(out, "samples.npz")) as z:
+    sel = (z["level"] == "BG") & (z["pattern"] == "normal")
+    np.testing.assert_array_equal(flipping.generate("BG", "normal", seed=3, index=z["index"][sel]),
+                                  z["images"][sel])
+  assert json.load(open(os.path.join(out, "info.json")))["symmetric_flip"] is True
+  with pytest.raises(errors.ConfigError, match="symmetric_flip"):
+    Sampler.load(run, symmetric_flip="yes")
 
 
 def test_the_newest_epoch_is_the_default_and_any_saved_one_can_be_chosen(run, sampler):

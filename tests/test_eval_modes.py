@@ -104,9 +104,15 @@ def test_evaluate_side_by_side_gives_tukey_for_every_pair(run):
   config, workdir = run
   config.evaluate.augmentation_study = False
   config.evaluate.memorisation.enabled = False
-  out = modes.evaluate(config, workdir, epoch=2, compare_workdir=workdir, compare_epoch=1,
-                       log=lambda m: None)
+  config.sample.symmetric_flip = True   # the command line's sample block reaches both runs
+  try:
+    out = modes.evaluate(config, workdir, epoch=2, compare_workdir=workdir, compare_epoch=1,
+                         log=lambda m: None)
+  finally:
+    config.sample.symmetric_flip = False
   report = json.load(open(os.path.join(out, "report.json")))
+  assert [r["symmetric_flip"] for r in report["runs"]] == [True, True]
+  assert "flipped left/right at random (sample.symmetric_flip)" in open(os.path.join(out, "report.md")).read()
   assert report["memorisation"] == {} and not any(f.startswith("memorisation") for f in os.listdir(out))
   assert [r["label"] for r in report["runs"]] == ["run@2", "run@1"]
   c = report["paper"]["per_pattern"]["unilateral"]["lr"]

@@ -24,7 +24,7 @@ class RunSampler:
   def of(run_config, workdir: str) -> "RunSampler":
     g, _ = models.from_config(run_config.model)
     return RunSampler(run_config, workdir, g, sample.generator_shapes(g, run_config),
-                      sample.make_generate_fn(g, int(run_config.model.z_dim)))
+                      sample.generate_fn_of(g, run_config))
 
   def images(self, epoch: int, counts: dict[tuple[str, str], int], seed: int, name: str,
              batch_size: int = 256) -> Group:

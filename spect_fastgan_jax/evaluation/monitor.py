@@ -48,7 +48,7 @@ class Monitor:
     self.seed = int(ecfg.seed)
     self.z_dim = int(config.model.z_dim)
     self.g = g
-    self.generate_fn = sample.make_generate_fn(g, self.z_dim)
+    self.generate_fn = sample.generate_fn_of(g, config)
 
   def __call__(self, g_vars) -> dict:
     """Scores of the sampler weights `g_vars`: `score_images` of the fixed sample, and

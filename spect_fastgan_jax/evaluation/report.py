@@ -70,7 +70,8 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
   paper = score.paper_stats([real] + fakes)
   result = {
       "runs": [{"label": r.label, "workdir": os.path.abspath(r.workdir), "epoch": r.epoch,
-                "levels": list(r.config.data.levels)} for r in runs],
+                "levels": list(r.config.data.levels),
+                "symmetric_flip": bool(r.config.sample.get("symmetric_flip", False))} for r in runs],
       "seed": int(cfg.seed), "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
       "paper": paper, "classifier": {"cache_key": ref.key, "holdout_accuracy": ref.holdout_accuracy,
                                      "holdout_subjects": int(len(np.unique(ds.subject[ref.holdout]))),
@@ -155,7 +156,9 @@ def markdown(r: dict) -> str:
   labels = [x["label"] for x in r["runs"]]
   out = ["# Fidelity report", "",
          "Runs: " + "; ".join(f"**{x['label']}** epoch {x['epoch']} (levels {', '.join(x['levels'])}, "
-                              f"`{x['workdir']}`)" for x in r["runs"]),
+                              + ("normal and bilateral images flipped left/right at random "
+                                 "(sample.symmetric_flip), " if x.get("symmetric_flip") else "")
+                              + f"`{x['workdir']}`)" for x in r["runs"]),
          f"Generated with seed {r['seed']}, sample indices 0..N-1; as many images per condition as the "
          "real set: " + ", ".join(f"{k} {v}" for k, v in r["counts"].items()) + ".",
          "All metrics on max-normalised slices (real: the centre slice); LR = patient-left / "
