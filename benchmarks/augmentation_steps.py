@@ -1,0 +1,64 @@
+"""Is the augmentation study's fixed step count fair to the larger real + synthetic set?
+
+    python benchmarks/augmentation_steps.py RUN_WORKDIR EPOCH [--steps 600,1200,2400] [--repeats 3]
+        [--symmetric_flip]
+
+The study (evaluation/augmentation.py) trains every arm for `evaluate.classifier.steps`
+Adam steps of 32. Real + synthetic holds about twice as many slices as real alone, so at
+equal steps it sees each slice about half as often. This trains both arms at each step
+count (training seeds 0..repeats-1, the evaluation's subject split and classifier
+settings otherwise) on the images `--mode=evaluate` generates for RUN_WORKDIR at EPOCH
+(sampled plainly unless --symmetric_flip), and prints the held-out real accuracy (mean,
+SD, each seed). If real alone has converged at the study's steps while real + synthetic
+still climbs, equal steps understate what the synthetic slices add.
+"""
+
+import argparse
+import json
+
+import common
+import numpy as np
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument("workdir")
+  p.add_argument("epoch", type=int)
+  p.add_argument("--steps", default="600,1200,2400")
+  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--symmetric_flip", action="store_true", help="sample as sample.symmetric_flip does")
+  args = p.parse_args()
+
+  from spect_fastgan_jax import conditions
+  from spect_fastgan_jax.evaluation import classifier
+
+  run_config, ecfg, ds, _, images = common.run_images(args.workdir, args.symmetric_flip)
+  levels = conditions.check_levels(run_config.data.levels)
+  ref = classifier.reference(ds, ecfg.classifier, classifier.cache_dir(args.workdir), print)
+  fake = images(args.epoch, int(ecfg.seed))
+  test = ds.subset(ref.holdout)
+  train_real = classifier.real_labelled(ds.subset(~ref.holdout))
+  synth = classifier.Labelled.from_strings(fake.images, fake.level, fake.pattern)
+  arms = {"real only": train_real, "real + synthetic": classifier.Labelled.concat([train_real, synth])}
+  print(f"slices: real only {len(train_real.level)}, real + synthetic {len(arms['real + synthetic'].level)}; "
+        f"held-out real {len(test.level)}")
+  out = {}
+  for steps in [int(s) for s in args.steps.split(",")]:
+    cfg = ecfg.classifier.copy_and_resolve_references()
+    cfg.steps = steps
+    for name, d in arms.items():
+      acc = []
+      for s in range(args.repeats):
+        t = classifier.train(d, cfg, seed=s)
+        acc.append(classifier.accuracy(t, test.slices[:, 1], test.level, test.pattern, test.side,
+                                       levels)["overall"])
+      out[f"{steps} steps, {name}"] = {"mean": round(float(np.mean(acc)), 4),
+                                       "sd": round(float(np.std(acc)), 4),
+                                       "seeds": [round(a, 4) for a in acc]}
+      print(f"{steps:5d} steps  {name:17s} {np.mean(acc):.3f} (SD {np.std(acc):.3f}) "
+            f"{' '.join(f'{a:.3f}' for a in acc)}", flush=True)
+  print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+  main()
