@@ -33,7 +33,7 @@ def main():
   for epoch in args.epochs:
     fake = images(epoch, args.seed)
     coin = np.random.default_rng(1000 + args.seed).random(len(fake.pattern)) < 0.5
-    flip = coin & np.isin(fake.pattern, ["normal", "bilateral"])
+    flip = coin & np.isin(fake.pattern, conditions.FLIP_SYMMETRIC)
     sym = np.where(flip[:, None, None], fake.images[:, :, ::-1], fake.images)
     print(f"epoch {epoch} (seed {args.seed}): {flip.sum()} of {len(flip)} images flipped")
     for pat in conditions.PATTERNS:

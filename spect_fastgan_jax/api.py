@@ -54,7 +54,7 @@ class Sampler:
     self._batch_size = int(config.sample.batch_size)
     self._g = g
     self._g_vars = g_vars
-    self._symmetric_flip = bool(config.sample.get("symmetric_flip", False))
+    self._symmetric_flip = sample_lib.symmetric_flip(config)
     self._generate_fn = sample_lib.generate_fn_of(g, config)
 
   @classmethod

@@ -114,10 +114,15 @@ def check_config(sample_config) -> None:
   check_field(isinstance(v, bool), "sample.symmetric_flip", v, "must be True or False")
 
 
+def symmetric_flip(config) -> bool:
+  """A config's `sample.symmetric_flip`; False where the block predates the field."""
+  return bool(config.sample.get("symmetric_flip", False))
+
+
 def generate_fn_of(g: models.Generator, config) -> Callable:
   """make_generate_fn for a run's config: its z size and its `sample.symmetric_flip`."""
   check_config(config.sample)
-  return make_generate_fn(g, int(config.model.z_dim), bool(config.sample.get("symmetric_flip", False)))
+  return make_generate_fn(g, int(config.model.z_dim), symmetric_flip(config))
 
 
 # ----------------------------------------------------------------------------
@@ -342,7 +347,7 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
     save_png(np.concatenate(rows, axis=0), os.path.join(tmp, "grid.png"))
     with open(os.path.join(tmp, "info.json"), "w") as f:
       json.dump({"epoch": epoch, "seed": seed, "batch_size": batch,
-                 "symmetric_flip": bool(config.sample.get("symmetric_flip", False)),
+                 "symmetric_flip": symmetric_flip(config),
                  "workdir": os.path.abspath(workdir),
                  "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
                  "grid_rows": [f"{l}/{p}" for l, p in counts],

@@ -47,8 +47,6 @@ from spect_fastgan_jax.errors import ConfigError
 
 # Slices of a data-set row the generator sees: index into slices[:, k].
 _ROW_SLICES = {0: "below", 1: "centre", 2: "above"}
-# Patterns whose slices the augmentation may flip left-right (augment.py).
-_FLIPPABLE = ("normal", "bilateral")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +93,7 @@ def for_pixels(images: np.ndarray, smooth_px: float) -> np.ndarray:
 
 def shifts_and_flips(max_shift: int, flip: bool, pattern: str) -> list[tuple[int, bool]]:
   """The variants of a query the distance is minimised over, for one pattern."""
-  flips = (False, True) if flip and pattern in _FLIPPABLE else (False,)
+  flips = (False, True) if flip and pattern in conditions.FLIP_SYMMETRIC else (False,)
   return [(t, f) for t in range(-max_shift, max_shift + 1) for f in flips]
 
 

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from spect_fastgan_jax import conditions, outputs, provenance
+from spect_fastgan_jax import conditions, outputs, provenance, sample
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.evaluation import (augmentation, classifier, figures, memorisation,
                                           score, stats)
@@ -71,7 +71,7 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
   result = {
       "runs": [{"label": r.label, "workdir": os.path.abspath(r.workdir), "epoch": r.epoch,
                 "levels": list(r.config.data.levels),
-                "symmetric_flip": bool(r.config.sample.get("symmetric_flip", False))} for r in runs],
+                "symmetric_flip": sample.symmetric_flip(r.config)} for r in runs],
       "seed": int(cfg.seed), "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
       "paper": paper, "classifier": {"cache_key": ref.key, "holdout_accuracy": ref.holdout_accuracy,
                                      "holdout_subjects": int(len(np.unique(ds.subject[ref.holdout]))),
