@@ -236,6 +236,25 @@ def test_monitor_scores_real_images_as_real_and_flags_a_collapse(tmp_path, tiny_
   assert 1.0 < left <= 2.0 and right == pytest.approx(-left, abs=0.1)
 
 
+def test_monitor_samples_the_generator_plainly_even_where_sampling_is_symmetric(tiny_config_a, tmp_path):
+  config = _small_evaluate(tiny_config_a)
+  config.sample.symmetric_flip = True
+  ds = toy_dataset(6, seed=1)
+  g, _ = models.from_config(config.model)
+  key = jax.random.PRNGKey(0)
+  g_vars = g.init({"params": key}, jnp.zeros((1, config.model.z_dim)),
+                  jnp.zeros((1, conditions.condition_dim(config.data.levels))),
+                  jax.random.split(key, 1), train=False)
+  mon = monitor_lib.Monitor(config, str(tmp_path), ds, g, per_condition=6, log=_quiet)
+  def draw(symmetric):
+    return sample.generate(g, g_vars, mon.cond, mon.seed, mon.index, mon.z_dim, batch_size=len(mon.index),
+                           generate_fn=sample.make_generate_fn(g, mon.z_dim, symmetric))
+  got = sample.generate(g, g_vars, mon.cond, mon.seed, mon.index, mon.z_dim, batch_size=len(mon.index),
+                        generate_fn=mon.generate_fn)
+  np.testing.assert_array_equal(got, draw(False))
+  assert not np.array_equal(got, draw(True))  # the sample holds normals that the flip mirrors
+
+
 def test_renormalised_blends_peak_at_one_like_the_evaluated_slices():
   rng = np.random.default_rng(0)
   slices = jnp.asarray(rng.uniform(0, 1, (16, 3, 64, 64)).astype(np.float32) ** 4)

@@ -7,6 +7,11 @@ every condition the data has (fixed sample indices, so the curve follows one
 set of latents) and scores them with the evaluation's own metrics and cached
 classifier: the diversity ratio per condition, the condition accuracy, the
 pixel-wise SD ratio and the brain's left/right centroid offset.
+
+The monitor samples G as it is, whatever `sample.symmetric_flip` says: it watches what
+training teaches G, and a random mirror of the normal and bilateral images would hide
+the left/right tilt the centroid offset measures (and add the mirror's variety to
+theirs). `select` and `evaluate` sample as the config says.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ class Monitor:
     self.seed = int(ecfg.seed)
     self.z_dim = int(config.model.z_dim)
     self.g = g
-    self.generate_fn = sample.generate_fn_of(g, config)
+    self.generate_fn = sample.make_generate_fn(g, self.z_dim)  # plain: see the module docstring
 
   def __call__(self, g_vars) -> dict:
     """Scores of the sampler weights `g_vars`: `score_images` of the fixed sample, and
