@@ -159,6 +159,9 @@ def fidelity_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   config.augment.blend_prob = 0.5
   config.augment.renormalise = True
   config.model.output_peak = 0.8
+  config.model.normalise_output = True
+  config.data.condition_balance = 1.0
+  config.loss.mode_seeking_target = 1.2
   config.model.noise_full_res = True
   config.model.g_cond = "cbn"
   config.model.d_cond = "projection"
