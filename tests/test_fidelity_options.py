@@ -246,13 +246,13 @@ def test_monitor_samples_the_generator_plainly_even_where_sampling_is_symmetric(
                   jnp.zeros((1, conditions.condition_dim(config.data.levels))),
                   jax.random.split(key, 1), train=False)
   mon = monitor_lib.Monitor(config, str(tmp_path), ds, g, per_condition=6, log=_quiet)
-  def draw(symmetric):
+  def draw(generate_fn):
     return sample.generate(g, g_vars, mon.cond, mon.seed, mon.index, mon.z_dim, batch_size=len(mon.index),
-                           generate_fn=sample.make_generate_fn(g, mon.z_dim, symmetric))
-  got = sample.generate(g, g_vars, mon.cond, mon.seed, mon.index, mon.z_dim, batch_size=len(mon.index),
-                        generate_fn=mon.generate_fn)
-  np.testing.assert_array_equal(got, draw(False))
-  assert not np.array_equal(got, draw(True))  # the sample holds normals that the flip mirrors
+                           generate_fn=generate_fn)
+  got = draw(mon.generate_fn)
+  np.testing.assert_array_equal(got, draw(sample.make_generate_fn(g, mon.z_dim, False)))
+  # the sample holds normals that the flip mirrors
+  assert not np.array_equal(got, draw(sample.make_generate_fn(g, mon.z_dim, True)))
 
 
 def test_renormalised_blends_peak_at_one_like_the_evaluated_slices():

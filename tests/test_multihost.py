@@ -13,6 +13,7 @@ import time
 
 import jax
 import numpy as np
+import tensorstore as ts
 
 from conftest import ROOT, toy_dataset
 from spect_fastgan_jax import checkpoints, models, train
@@ -231,7 +232,6 @@ def test_two_processes_train_the_run_of_one_and_resume_after_both_are_killed(tmp
 
 def _stored_bytes(database):
   """Bytes of the values an ocdbt database (one process's share of a checkpoint) holds."""
-  import tensorstore as ts
   kv = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{database}/"}).result()
   return sum(len(kv.read(key).result().value) for key in kv.list().result())
 
