@@ -17,7 +17,6 @@ import argparse
 import json
 
 import common
-import numpy as np
 
 
 def main():
@@ -42,21 +41,8 @@ def main():
   arms = {"real only": train_real, "real + synthetic": classifier.Labelled.concat([train_real, synth])}
   print(f"slices: real only {len(train_real.level)}, real + synthetic {len(arms['real + synthetic'].level)}; "
         f"held-out real {len(test.level)}")
-  out = {}
-  for steps in [int(s) for s in args.steps.split(",")]:
-    cfg = ecfg.classifier.copy_and_resolve_references()
-    cfg.steps = steps
-    for name, d in arms.items():
-      acc = []
-      for s in range(args.repeats):
-        t = classifier.train(d, cfg, seed=s)
-        acc.append(classifier.accuracy(t, test.slices[:, 1], test.level, test.pattern, test.side,
-                                       levels)["overall"])
-      out[f"{steps} steps, {name}"] = {"mean": round(float(np.mean(acc)), 4),
-                                       "sd": round(float(np.std(acc)), 4),
-                                       "seeds": [round(a, 4) for a in acc]}
-      print(f"{steps:5d} steps  {name:17s} {np.mean(acc):.3f} (SD {np.std(acc):.3f}) "
-            f"{' '.join(f'{a:.3f}' for a in acc)}", flush=True)
+  out = common.arms_by_steps(arms, ecfg.classifier, test, levels,
+                             [int(s) for s in args.steps.split(",")], args.repeats)
   print(json.dumps(out, indent=1))
 
 

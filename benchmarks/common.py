@@ -68,3 +68,28 @@ def run_images(workdir: str, symmetric_flip: bool = False):
     return sampler.images(epoch, real_counts(real), seed, "generated", int(ecfg.batch_size))
 
   return run_config, ecfg, ds, real, images
+
+
+def arms_by_steps(arms: dict, classifier_cfg, test, levels, steps: list[int], repeats: int) -> dict:
+  """Held-out real accuracy of the evaluation's classifier trained on each of `arms`
+  ({name: Labelled}) at each step count, training seeds 0..repeats-1; `test` is the
+  held-out real SliceDataset. Prints a line per (steps, arm) and returns
+  {"<steps> steps, <arm>": {"mean", "sd", "seeds"}}."""
+  import numpy as np
+  from spect_fastgan_jax.evaluation import classifier
+  out = {}
+  for n in steps:
+    cfg = classifier_cfg.copy_and_resolve_references()
+    cfg.steps = int(n)
+    for name, d in arms.items():
+      acc = []
+      for s in range(repeats):
+        t = classifier.train(d, cfg, seed=s)
+        acc.append(classifier.accuracy(t, test.slices[:, 1], test.level, test.pattern, test.side,
+                                       levels)["overall"])
+      out[f"{n} steps, {name}"] = {"mean": round(float(np.mean(acc)), 4),
+                                   "sd": round(float(np.std(acc)), 4),
+                                   "seeds": [round(a, 4) for a in acc]}
+      print(f"{n:5d} steps  {name:17s} {np.mean(acc):.3f} (SD {np.std(acc):.3f}) "
+            f"{' '.join(f'{a:.3f}' for a in acc)}", flush=True)
+  return out

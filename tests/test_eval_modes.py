@@ -23,6 +23,7 @@ def _user_config(npz):
   config.evaluate.classifier.steps = 20
   config.evaluate.ms_ssim_pairs = 20
   config.evaluate.augmentation_repeats = 2
+  config.evaluate.augmentation_steps = 20   # the reference's own: its first real-only seed is reused
   return config
 
 
@@ -120,16 +121,35 @@ def test_evaluate_side_by_side_gives_tukey_for_every_pair(run):
   assert set(c["tukey_p"]) == {"real vs run@2", "real vs run@1", "run@2 vs run@1"}
 
 
-def test_bad_augmentation_repeats_is_refused_before_any_work(run):
+def test_augmentation_study_trains_every_arm_for_its_own_steps(run):
   config, workdir = run
   config = config.copy_and_resolve_references()
-  config.evaluate.augmentation_repeats = 0
+  config.evaluate.augmentation_study = True   # an earlier test of the module turns it off
+  config.evaluate.augmentation_steps = 30   # not the reference's 20
+  config.evaluate.augmentation_repeats = 1
+  config.evaluate.memorisation.enabled = False
+  logs = []
+  out = modes.evaluate(config, workdir, epoch=1, overwrite=True, log=logs.append)
+  aug = json.load(open(os.path.join(out, "report.json")))["augmentation"]["run"]
+  assert {arm["steps"] for arm in aug.values()} == {30}
+  # The real-only arm cannot be the 20-step reference: it is trained anew, at 30 steps.
+  for arm in ("real only", "synthetic only", "real + synthetic"):
+    assert any(f"training on {arm} (" in m and "30 steps, seed 0" in m for m in logs), arm
+  assert sum("classifier: 30 steps" in m for m in logs) == 3
+  assert "trained for 30 steps with 1 seed(s)" in open(os.path.join(out, "report.md")).read()
+
+
+@pytest.mark.parametrize("field", ["augmentation_repeats", "augmentation_steps"])
+def test_bad_augmentation_settings_are_refused_before_any_work(run, field):
+  config, workdir = run
+  config = config.copy_and_resolve_references()
+  config.evaluate[field] = 0
   logs = []
   out = os.path.join(workdir, "evaluation", "epoch_0002_seed0")
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "kept.txt"), "w") as f:
     f.write("an earlier report")
-  with pytest.raises(errors.ConfigError, match="evaluate.augmentation_repeats"):
+  with pytest.raises(errors.ConfigError, match=f"evaluate.{field}"):
     modes.evaluate(config, workdir, epoch=2, overwrite=True, log=logs.append)
   assert not any("generating" in m for m in logs)
   assert open(os.path.join(out, "kept.txt")).read() == "an earlier report"

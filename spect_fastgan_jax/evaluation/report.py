@@ -63,7 +63,8 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
                                          int(cfg.ms_ssim_pairs))
     if cfg.augmentation_study:
       study[run.label] = augmentation.study(ds, ref, fake, cfg.classifier, _levels(real),
-                                            int(cfg.augmentation_repeats), log)
+                                            int(cfg.augmentation_repeats),
+                                            int(cfg.augmentation_steps), log)
     if mcfg.enabled:
       memo[run.label], memo_figs[run.label] = _memorisation(ds, ref, run, fake, fake_pred, mcfg,
                                                             memo_refs, log)
@@ -225,9 +226,11 @@ def markdown(r: dict) -> str:
                  f"{_f(b['real_left_share_by_lr'], 2)} | {_f(b['fake_left_share_by_classifier'], 2)} | "
                  f"{_f(b['fake_left_share_by_lr'], 2)} | {_p(b['binomial_p'])} |")
   if r["augmentation"]:
-    seeds = next(iter(r["augmentation"].values()))["real only"].get("seeds", [0])
+    first = next(iter(r["augmentation"].values()))["real only"]
+    seeds, steps = first.get("seeds", [0]), first.get("steps")
     out += ["", "## Data augmentation: accuracy on held-out real subjects", "",
-            f"Each classifier trained with {len(seeds)} seed(s) ({', '.join(map(str, seeds))}; the "
+            f"Each classifier trained for {steps if steps is not None else 'n/a'} steps with "
+            f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}; the "
             "subject split stays): mean +/- SD over the seeds, then each seed's overall accuracy.", "",
             "| run | trained on | overall | pattern | level | side | overall per seed |",
             "|---|---|---|---|---|---|---|"]
