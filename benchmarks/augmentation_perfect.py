@@ -14,7 +14,6 @@ alone at the study's steps, the study cannot credit any generator at those steps
 
 import argparse
 import json
-import os
 
 import common
 
@@ -38,9 +37,11 @@ def main():
   fresh_cfg.simulation.seed = args.sim_seed
   fresh = data.load_training_set(fresh_cfg, log=lambda m: None)
   ecfg = eval_config.get_config()
-  ref = classifier.reference(ds, ecfg.classifier, os.path.join(common.ROOT, ".cache", "benchmarks"), print)
-  test = ds.subset(ref.holdout)
-  train_real = classifier.real_labelled(ds.subset(~ref.holdout))
+  # The evaluation's subject split (classifier.reference draws the same), without training
+  # a reference classifier that only that split would be taken from.
+  holdout = classifier.subject_split(ds, float(ecfg.classifier.holdout_fraction), int(ecfg.classifier.seed))
+  test = ds.subset(holdout)
+  train_real = classifier.real_labelled(ds.subset(~holdout))
   perfect = classifier.Labelled.from_strings(fresh.slices[:, 1], fresh.level, fresh.pattern)
   arms = {"real only": train_real, "real + perfect": classifier.Labelled.concat([train_real, perfect])}
   print(f"slices: real only {len(train_real.level)}, real + perfect {len(arms['real + perfect'].level)}; "

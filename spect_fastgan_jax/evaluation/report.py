@@ -227,11 +227,10 @@ def markdown(r: dict) -> str:
                  f"{_f(b['fake_left_share_by_lr'], 2)} | {_p(b['binomial_p'])} |")
   if r["augmentation"]:
     first = next(iter(r["augmentation"].values()))["real only"]
-    seeds, steps = first.get("seeds", [0]), first.get("steps")
+    seeds = first.get("seeds", [0])
     out += ["", "## Data augmentation: accuracy on held-out real subjects", "",
-            f"Each classifier trained for {steps if steps is not None else 'n/a'} steps with "
-            f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}; the "
-            "subject split stays): mean +/- SD over the seeds, then each seed's overall accuracy.", "",
+            f"Each classifier trained for {first['steps']} steps with {len(seeds)} seed(s) "
+            f"({', '.join(map(str, seeds))}; the subject split stays): mean +/- SD over the seeds, then each seed's overall accuracy.", "",
             "| run | trained on | overall | pattern | level | side | overall per seed |",
             "|---|---|---|---|---|---|---|"]
     for l, s in r["augmentation"].items():
