@@ -1,12 +1,12 @@
 """Is the augmentation study's fixed step count fair to the larger real + synthetic set?
 
     python benchmarks/augmentation_steps.py RUN_WORKDIR EPOCH [--steps 600,1200,2400] [--repeats 3]
-        [--symmetric_flip]
+        [--first_seed 0] [--symmetric_flip]
 
 The study (evaluation/augmentation.py) trains every arm for `evaluate.classifier.steps`
 Adam steps of 32. Real + synthetic holds about twice as many slices as real alone, so at
 equal steps it sees each slice about half as often. This trains both arms at each step
-count (training seeds 0..repeats-1, the evaluation's subject split and classifier
+count (training seeds first_seed..first_seed+repeats-1, the evaluation's subject split and classifier
 settings otherwise) on the images `--mode=evaluate` generates for RUN_WORKDIR at EPOCH
 (sampled plainly unless --symmetric_flip), and prints the held-out real accuracy (mean,
 SD, each seed). If real alone has converged at the study's steps while real + synthetic
@@ -25,6 +25,8 @@ def main():
   p.add_argument("epoch", type=int)
   p.add_argument("--steps", default="600,1200,2400")
   p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--first_seed", type=int, default=0,
+                 help="first classifier training seed; seeds 0..2 are --mode=evaluate's own three")
   p.add_argument("--symmetric_flip", action="store_true", help="sample as sample.symmetric_flip does")
   args = p.parse_args()
 
@@ -42,7 +44,7 @@ def main():
   print(f"slices: real only {len(train_real.level)}, real + synthetic {len(arms['real + synthetic'].level)}; "
         f"held-out real {len(test.level)}")
   out = common.arms_by_steps(arms, ecfg.classifier, test, levels,
-                             [int(s) for s in args.steps.split(",")], args.repeats)
+                             [int(s) for s in args.steps.split(",")], args.repeats, args.first_seed)
   print(json.dumps(out, indent=1))
 
 

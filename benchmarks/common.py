@@ -70,9 +70,11 @@ def run_images(workdir: str, symmetric_flip: bool = False):
   return run_config, ecfg, ds, real, images
 
 
-def arms_by_steps(arms: dict, classifier_cfg, test, levels, steps: list[int], repeats: int) -> dict:
+def arms_by_steps(arms: dict, classifier_cfg, test, levels, steps: list[int], repeats: int,
+                  first_seed: int = 0) -> dict:
   """Held-out real accuracy of the evaluation's classifier trained on each of `arms`
-  ({name: Labelled}) at each step count, training seeds 0..repeats-1; `test` is the
+  ({name: Labelled}) at each step count, training seeds first_seed..first_seed+repeats-1
+  (`--mode=evaluate` trains classifier.seed + 0..augmentation_repeats-1); `test` is the
   held-out real SliceDataset. Prints a line per (steps, arm) and returns
   {"<steps> steps, <arm>": {"mean", "sd", "seeds"}}."""
   import numpy as np
@@ -83,7 +85,7 @@ def arms_by_steps(arms: dict, classifier_cfg, test, levels, steps: list[int], re
     cfg.steps = int(n)
     for name, d in arms.items():
       acc = []
-      for s in range(repeats):
+      for s in range(first_seed, first_seed + repeats):
         t = classifier.train(d, cfg, seed=s)
         acc.append(classifier.accuracy(t, test.slices[:, 1], test.level, test.pattern, test.side,
                                        levels)["overall"])
