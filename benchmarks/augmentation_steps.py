@@ -26,7 +26,8 @@ def main():
   p.add_argument("--steps", default="600,1200,2400")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--first_seed", type=int, default=0,
-                 help="first classifier training seed; seeds 0..2 are --mode=evaluate's own three")
+                 help="first classifier training seed; with the default evaluate.classifier.seed (0), "
+                      "seeds 0..2 are --mode=evaluate's own three")
   p.add_argument("--symmetric_flip", action="store_true", help="sample as sample.symmetric_flip does")
   args = p.parse_args()
 
