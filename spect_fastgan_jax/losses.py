@@ -6,6 +6,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from spect_fastgan_jax.errors import ConfigError, check_field, is_number
 
@@ -41,6 +42,8 @@ def check_config(loss_config) -> None:
   _distance_fn(loss_config.recon_distance)
   v = loss_config.mode_seeking
   check_field(is_number(v) and math.isfinite(v) and v >= 0, "loss.mode_seeking", v, "must be a number >= 0")
+  v = loss_config.condition_aux
+  check_field(is_number(v) and math.isfinite(v) and v >= 0, "loss.condition_aux", v, "must be a number >= 0")
   v = loss_config.mode_seeking_target
   check_field(is_number(v) and math.isfinite(v) and v > 0, "loss.mode_seeking_target", v,
               "must be a number > 0")
@@ -77,3 +80,10 @@ def mode_seeking_loss(fake_a: Array, fake_b: Array, spread: Array, target: float
   """
   ratio = jnp.mean(jnp.abs(fake_a - fake_b), axis=(1, 2, 3)) / spread
   return jnp.mean(jnp.maximum(0.0, target - ratio)), jnp.mean(jax.lax.stop_gradient(ratio))
+
+
+def condition_aux_loss(aux_logits: Array, cond: Array) -> Array:
+  """The auxiliary classifier's loss (AC-GAN): sigmoid cross-entropy of each entry
+  of the 0/1 condition vector, summed over the entries and averaged over the batch,
+  so both encodings (6 entries for dataset A, 3 for B) need no block layout."""
+  return jnp.mean(jnp.sum(optax.sigmoid_binary_cross_entropy(aux_logits, cond), axis=-1))

@@ -200,6 +200,10 @@ class Discriminator(nn.Module):
     coords: two more input channels holding each pixel's row and column in [-1, 1]
       (CoordConv, Liu et al. 2018), so D can judge where the brain sits: a sub-pixel
       left/right offset of a whole generated brain biases the left/right ratio.
+    aux_head: an auxiliary classifier (AC-GAN, Odena et al. 2017): one logit per
+      entry of the condition vector from the output block's mean features, sown as
+      intermediates/aux_logits; config loss.condition_aux trains it on real slices
+      and asks G's slices to be classified as their condition.
   """
   channels: Sequence[int] = (32, 64, 128, 256)
   out_channels: int = 256
@@ -209,6 +213,7 @@ class Discriminator(nn.Module):
   conv_impl: str = "xla"
   cond: str = "input"
   coords: bool = False
+  aux_head: bool = False
 
   @nn.compact
   def __call__(self, x: Array, y: Array, train: bool, crop_offsets: Array | None = None):
@@ -238,6 +243,9 @@ class Discriminator(nn.Module):
       inner = jnp.sum(o * e[:, None, None, :].astype(o.dtype), axis=-1).astype(jnp.float32)
       logits = logits + jax.lax.reduce_window(inner, 0.0, jax.lax.add, (1, 4, 4), (1, 1, 1),
                                               "VALID") / 16.0
+    if self.aux_head:
+      aux = Dense(y.shape[-1], sn, dt, name="aux_head")(jnp.mean(o, axis=(1, 2)), train)
+      self.sow("intermediates", "aux_logits", aux.astype(jnp.float32))
     if crop_offsets is None:
       return logits
     rec_full = SimpleDecoder(tuple(self.dec_channels), sn, dt, ci, name="dec_global")(b2, train)
@@ -253,9 +261,10 @@ def crop_target(x: Array, crop_offsets: Array) -> Array:
       x, crop_offsets)
 
 
-def from_config(model_config) -> tuple[Generator, Discriminator]:
+def from_config(model_config, aux_head: bool = False) -> tuple[Generator, Discriminator]:
   """Builds G and D from `config.model` (they take the condition's size from their
-  inputs); raises ConfigError naming a bad field."""
+  inputs), D with the auxiliary condition head if `aux_head` (training passes
+  config.loss.condition_aux > 0); raises ConfigError naming a bad field."""
   conv_impl = resolve_conv_impl(model_config.get("conv_impl", "auto"))
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(model_config.dtype)
   if dtype is None:
@@ -297,5 +306,5 @@ def from_config(model_config) -> tuple[Generator, Discriminator]:
                     out_channels=int(model_config.d_out_channels),
                     dec_channels=tuple(int(c) for c in model_config.dec_channels),
                     spectral_norm=bool(model_config.spectral_norm), dtype=dtype, conv_impl=conv_impl,
-                    cond=d_cond, coords=bool(model_config.d_coords))
+                    cond=d_cond, coords=bool(model_config.d_coords), aux_head=bool(aux_head))
   return g, d

@@ -101,6 +101,11 @@ def train_step(state: TrainState, batch: input_pipeline.Batch, key: Array, *, co
               intensity=float(aug.diff_intensity))
   use_diff = any(diff.values())
   ms_weight = float(config.loss.mode_seeking)
+  aux_weight = float(config.loss.condition_aux)
+  if aux_weight > 0 and not d.aux_head:
+    raise ConfigError("config field loss.condition_aux > 0 needs D's auxiliary head: build the "
+                      "networks with models.from_config(config.model, aux_head=True)")
+  d_mutable = ["batch_stats", "intermediates"] if aux_weight > 0 else ["batch_stats"]
   k_aug, k_z, k_noise, k_crop, k_diff = jax.random.split(key, 5)
   x = augment_lib.to_model_range(augment_lib.augment(
       k_aug, batch.real3, batch.flip_ok, blend=aug.blend, max_shift=aug.max_shift, flip=aug.flip,
@@ -128,17 +133,26 @@ def train_step(state: TrainState, batch: input_pipeline.Batch, key: Array, *, co
   def d_losses(d_params, fake):
     (real_logits, rec_full, rec_crop), upd = d.apply(
         {"params": d_params, "batch_stats": state.d_stats}, x, batch.cond, train=True,
-        crop_offsets=offsets, mutable=["batch_stats"])
+        crop_offsets=offsets, mutable=d_mutable)
+    real_aux = upd.get("intermediates", {}).get("aux_logits")
     if use_diff:
       fake = augment_lib.diff_augment(k_diff_fake, fake, **diff)
     fake_logits, upd = d.apply({"params": d_params, "batch_stats": upd["batch_stats"]}, fake,
-                               batch.cond, train=True, mutable=["batch_stats"])
+                               batch.cond, train=True, mutable=d_mutable)
     l_real, l_fake = losses.real_loss(real_logits), losses.fake_loss(fake_logits)
     l_rec = losses.recon_loss(rec_crop, models.crop_target(x, offsets), rec_full, x,
                               config.loss.recon_distance)
     l_g = losses.generator_loss(fake_logits)
+    l_d = l_real + l_fake + l_rec
     metrics = {"d_real": l_real, "d_fake": l_fake, "recon": l_rec, "g": l_g}
-    return (l_real + l_fake + l_rec, l_g), (upd["batch_stats"], metrics)
+    if aux_weight > 0:
+      # D's head learns the condition from real slices only; G is asked to make
+      # slices that head assigns to their condition.
+      l_aux_real = losses.condition_aux_loss(real_aux[0], batch.cond)
+      l_aux_fake = losses.condition_aux_loss(upd["intermediates"]["aux_logits"][0], batch.cond)
+      l_d, l_g = l_d + aux_weight * l_aux_real, l_g + aux_weight * l_aux_fake
+      metrics = {**metrics, "aux_real": l_aux_real, "aux_fake": l_aux_fake}
+    return (l_d, l_g), (upd["batch_stats"], metrics)
 
   (_, _), d_vjp, (d_stats, metrics) = jax.vjp(d_losses, state.d_params, fake_all[:b], has_aux=True)
   one, zero = jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32)
@@ -272,7 +286,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     # Creates w and proves it writable before the compile: an unwritable or full
     # workdir stops here with one line and nothing written.
     preflight.check_writable(w)
-  g, d = models.from_config(config.model)
+  g, d = models.from_config(config.model, aux_head=float(config.loss.condition_aux) > 0)
   data = sharding.replicate(
       input_pipeline.device_data(dataset, levels, float(config.data.condition_balance)), mesh)
   num_seeds, n = len(runs), len(dataset)

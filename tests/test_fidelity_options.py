@@ -77,6 +77,39 @@ def test_mode_seeking_pulls_identical_pairs_apart_and_stops_at_the_target():
   assert float(jnp.abs(jax.grad(lambda b: losses.mode_seeking_loss(a, b, spread)[0])(far)).sum()) == 0
 
 
+def test_condition_aux_loss_rewards_the_right_condition():
+  cond = jnp.asarray([[1.0, 0, 0, 0, 1, 0], [0, 0, 1, 0, 0, 1]])
+  right, wrong = losses.condition_aux_loss(8 * cond - 4, cond), losses.condition_aux_loss(4 - 8 * cond, cond)
+  assert float(right) < 0.2 < 10 < float(wrong)
+  # Summed over the entries: half as many entries (dataset B), half the loss at zero logits.
+  assert float(losses.condition_aux_loss(jnp.zeros((2, 6)), cond)) == pytest.approx(6 * np.log(2), rel=1e-5)
+  assert float(losses.condition_aux_loss(jnp.zeros((2, 3)), cond[:, 3:])) == pytest.approx(3 * np.log(2), rel=1e-5)
+
+
+def test_condition_aux_trains_d_head_on_real_and_pulls_g(tiny_config_a, toy_a):
+  config = tiny_config_a
+  data = input_pipeline.device_data(toy_a, config.data.levels)
+  batch = input_pipeline.gather(data, jnp.arange(config.batch_size))
+  key = jax.random.PRNGKey(3)
+  g, d = models.from_config(config.model, aux_head=True)
+  state = train_state.create_train_state(config, g, d)
+  assert "aux_head" in state.d_params
+  after = {}
+  for w in (0.0, 1.0):
+    config.loss.condition_aux = w
+    after[w], metrics = train.train_step(jax.tree_util.tree_map(jnp.copy, state), batch, key,
+                                         config=config, g=g, d=d)
+    assert ("aux_real" in metrics) == (w > 0)
+  moved = lambda a, b: any(not np.allclose(x, y) for x, y in zip(
+      jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+  assert moved(after[1.0].d_params["aux_head"], state.d_params["aux_head"])
+  assert not moved(after[0.0].d_params["aux_head"], state.d_params["aux_head"])
+  assert moved(after[1.0].g_params, after[0.0].g_params)  # G feels the head's loss
+  _, plain_d = models.from_config(config.model)
+  with pytest.raises(errors.ConfigError, match=r"loss\.condition_aux"):
+    train.train_step(state, batch, key, config=config, g=g, d=plain_d)
+
+
 def test_condition_spread_is_per_condition():
   rng = np.random.default_rng(0)
   images = np.concatenate([np.full((5, 64, 64), 0.5), rng.uniform(0, 1, (5, 64, 64))]).astype(np.float32)
@@ -141,6 +174,7 @@ def test_generator_and_discriminator_condition_modes(tiny_config_a):
                                          ("log.monitor_every_epochs", -1),
                                          ("log.monitor_per_condition", 1),
                                          ("loss.mode_seeking_target", 0.0),
+                                         ("loss.condition_aux", -0.5),
                                          ("model.output_peak", 0.0), ("model.output_peak", 1.5),
                                          ("data.condition_balance", -0.1),
                                          ("data.condition_balance", 1.5)])
@@ -201,12 +235,14 @@ def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tm
   config.log.monitor_per_condition = 4
   config.data.condition_balance = 0.5
   config.model.normalise_output = True
+  config.loss.condition_aux = 0.5
   said = []
   train.train(config, str(tmp_path), toy_dataset(3), log=said.append)
   records = runlog.read(str(tmp_path))
   assert [r["epoch"] for r in records] == [1, 2]
   for r in records:
     assert all(np.isfinite(r[k]) for k in r)
+    assert r["aux_real"] > 0 and r["aux_fake"] > 0
     assert 0 <= r["monitor/accuracy"] <= 1 and r["monitor/diversity_min"] >= 0
     # Pairs of the same condition differ by a share of the real spread, well away from 0.
     assert 0.1 < r["pair_spread"] < 20
