@@ -208,6 +208,7 @@ def test_config_variants():
   assert (paper.augment.max_shift, paper.augment.blend_prob) == (2, 1.0)
   assert (cpu.augment.max_shift, cpu.augment.blend_prob) == (0, 0.5)
   assert cpu.sample.symmetric_flip and not paper.sample.symmetric_flip
+  assert cpu.loss.condition_aux == 0.5 and paper.loss.condition_aux == 0
   cpu_paper = dataset_a.get_config("cpu_paper")
   assert cpu_paper.model.g_channels == cpu.model.g_channels and cpu_paper.num_epochs == cpu.num_epochs
   assert cpu_paper.optim.to_dict() == paper.optim.to_dict() and cpu_paper.loss.to_dict() == paper.loss.to_dict()
