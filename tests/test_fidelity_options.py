@@ -110,6 +110,20 @@ def test_condition_aux_trains_d_head_on_real_and_pulls_g(tiny_config_a, toy_a):
     train.train_step(state, batch, key, config=config, g=g, d=plain_d)
 
 
+def test_condition_aux_head_takes_dataset_b_three_dim_condition(tiny_config_b):
+  config = tiny_config_b
+  config.loss.condition_aux = 0.5
+  data = input_pipeline.device_data(toy_dataset(2, levels=("COR",)), config.data.levels)
+  batch = input_pipeline.gather(data, jnp.arange(config.batch_size))
+  assert batch.cond.shape[-1] == 3
+  g, d = models.from_config(config.model, aux_head=True)
+  state = train_state.create_train_state(config, g, d)
+  assert any(leaf.shape[-1] == 3 for leaf in jax.tree_util.tree_leaves(state.d_params["aux_head"]))
+  _, metrics = train.train_step(state, batch, jax.random.PRNGKey(0), config=config, g=g, d=d)
+  # At initialisation the head is near chance: about 3 x log 2 per slice, finite.
+  assert 0.5 < float(metrics["aux_real"]) < 10 and np.isfinite(float(metrics["aux_fake"]))
+
+
 def test_condition_spread_is_per_condition():
   rng = np.random.default_rng(0)
   images = np.concatenate([np.full((5, 64, 64), 0.5), rng.uniform(0, 1, (5, 64, 64))]).astype(np.float32)
