@@ -377,9 +377,11 @@ def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, 
   train.train(config, str(tmp_path), toy_a, log=_quiet)
   path = tmp_path / "config.json"
   record = json.loads(path.read_text())
+  # A run written before loss.condition_aux existed has no such field.
+  del record["config"]["loss"]["condition_aux"]
   for block, fields in workdir_lib.ADDED_FIELDS.items():
     for name in fields:
-      del record["config"][block][name]
+      record["config"][block].pop(name, None)
   path.write_text(json.dumps(record))
   config.num_epochs = 2
   said = []
@@ -390,6 +392,7 @@ def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, 
   saved = workdir_lib.read_run_config(str(tmp_path))
   assert saved.model.g_cond == "concat" and saved.model.output_peak == 1.0
   assert saved.loss.mode_seeking == 0.0 and saved.augment.renormalise is False
+  assert saved.loss.condition_aux == 0.0
   # A recipe field that the older run did not have is still a change, and named.
   config.num_epochs = 3
   config.loss.mode_seeking = 0.5
