@@ -19,8 +19,8 @@ def load_config(path: str):
 
 def model_and_state(config):
   """(generator, discriminator, fresh TrainState) of a config, as training builds them."""
-  from spect_fastgan_jax import models, train_state
-  g, d = models.from_config(config.model, aux_head=float(config.loss.condition_aux) > 0)
+  from spect_fastgan_jax import train, train_state
+  g, d = train.networks(config)
   return g, d, train_state.create_train_state(config, g, d)
 
 

@@ -66,6 +66,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   sharding.make_mesh(config.num_devices, config.batch_size)
 
 
+def networks(config: ml_collections.ConfigDict) -> tuple[models.Generator, models.Discriminator]:
+  """G and D as training builds them: D with the auxiliary condition head when
+  config.loss.condition_aux > 0."""
+  return models.from_config(config.model, aux_head=float(config.loss.condition_aux) > 0)
+
+
 def resolve_train_loop(kind: str, backend: str | None = None) -> str:
   """'scan' or 'steps' for config field `train_loop` ('auto' picks by backend).
 
@@ -104,7 +110,7 @@ def train_step(state: TrainState, batch: input_pipeline.Batch, key: Array, *, co
   aux_weight = float(config.loss.condition_aux)
   if aux_weight > 0 and not d.aux_head:
     raise ConfigError("config field loss.condition_aux > 0 needs D's auxiliary head: build the "
-                      "networks with models.from_config(config.model, aux_head=True)")
+                      "networks with train.networks(config)")
   d_mutable = ["batch_stats", "intermediates"] if aux_weight > 0 else ["batch_stats"]
   k_aug, k_z, k_noise, k_crop, k_diff = jax.random.split(key, 5)
   x = augment_lib.to_model_range(augment_lib.augment(
@@ -134,7 +140,7 @@ def train_step(state: TrainState, batch: input_pipeline.Batch, key: Array, *, co
     (real_logits, rec_full, rec_crop), upd = d.apply(
         {"params": d_params, "batch_stats": state.d_stats}, x, batch.cond, train=True,
         crop_offsets=offsets, mutable=d_mutable)
-    real_aux = upd.get("intermediates", {}).get("aux_logits")
+    real_aux = upd["intermediates"]["aux_logits"][0] if aux_weight > 0 else None
     if use_diff:
       fake = augment_lib.diff_augment(k_diff_fake, fake, **diff)
     fake_logits, upd = d.apply({"params": d_params, "batch_stats": upd["batch_stats"]}, fake,
@@ -148,7 +154,7 @@ def train_step(state: TrainState, batch: input_pipeline.Batch, key: Array, *, co
     if aux_weight > 0:
       # D's head learns the condition from real slices only; G is asked to make
       # slices that head assigns to their condition.
-      l_aux_real = losses.condition_aux_loss(real_aux[0], batch.cond)
+      l_aux_real = losses.condition_aux_loss(real_aux, batch.cond)
       l_aux_fake = losses.condition_aux_loss(upd["intermediates"]["aux_logits"][0], batch.cond)
       l_d, l_g = l_d + aux_weight * l_aux_real, l_g + aux_weight * l_aux_fake
       metrics = {**metrics, "aux_real": l_aux_real, "aux_fake": l_aux_fake}
@@ -286,7 +292,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     # Creates w and proves it writable before the compile: an unwritable or full
     # workdir stops here with one line and nothing written.
     preflight.check_writable(w)
-  g, d = models.from_config(config.model, aux_head=float(config.loss.condition_aux) > 0)
+  g, d = networks(config)
   data = sharding.replicate(
       input_pipeline.device_data(dataset, levels, float(config.data.condition_balance)), mesh)
   num_seeds, n = len(runs), len(dataset)
