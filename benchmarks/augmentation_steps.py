@@ -9,7 +9,7 @@ equal steps it sees each slice about half as often. This trains both arms at eac
 count (training seeds first_seed..first_seed+repeats-1, the evaluation's subject split and classifier
 settings otherwise) on the images `--mode=evaluate` generates for RUN_WORKDIR at EPOCH
 (sampled plainly unless --symmetric_flip), and prints the held-out real accuracy (mean,
-SD, each seed). If real alone has converged at the study's steps while real + synthetic
+SD, each seed; then per held-out condition, mean over the seeds). If real alone has converged at the study's steps while real + synthetic
 still climbs, equal steps understate what the synthetic slices add.
 """
 

@@ -75,23 +75,32 @@ def arms_by_steps(arms: dict, classifier_cfg, test, levels, steps: list[int], re
   """Held-out real accuracy of the evaluation's classifier trained on each of `arms`
   ({name: Labelled}) at each step count, training seeds first_seed..first_seed+repeats-1
   (`--mode=evaluate` trains classifier.seed + 0..augmentation_repeats-1); `test` is the
-  held-out real SliceDataset. Prints a line per (steps, arm) and returns
-  {"<steps> steps, <arm>": {"mean", "sd", "seeds"}}."""
+  held-out real SliceDataset. Prints a line per (steps, arm), then each held-out
+  condition's accuracy (mean over the seeds, with its slice count), and returns
+  {"<steps> steps, <arm>": {"mean", "sd", "seeds", "per_condition": {"BG/normal": mean}}}."""
   import numpy as np
   from spect_fastgan_jax.evaluation import classifier
+  counts = {}
+  for l, p in zip(np.asarray(test.level), np.asarray(test.pattern)):
+    counts[f"{l}/{p}"] = counts.get(f"{l}/{p}", 0) + 1
   out = {}
   for n in steps:
     cfg = classifier_cfg.copy_and_resolve_references()
     cfg.steps = int(n)
     for name, d in arms.items():
-      acc = []
+      acc, per = [], []
       for s in range(first_seed, first_seed + repeats):
         t = classifier.train(d, cfg, seed=s)
-        acc.append(classifier.accuracy(t, test.slices[:, 1], test.level, test.pattern, test.side,
-                                       levels)["overall"])
+        a = classifier.accuracy(t, test.slices[:, 1], test.level, test.pattern, test.side, levels)
+        acc.append(a["overall"])
+        per.append(a["per_condition"])
+      per_mean = {c: round(float(np.mean([q[c] for q in per])), 4) for c in per[0]}
       out[f"{n} steps, {name}"] = {"mean": round(float(np.mean(acc)), 4),
                                    "sd": round(float(np.std(acc)), 4),
-                                   "seeds": [round(a, 4) for a in acc]}
+                                   "seeds": [round(a, 4) for a in acc],
+                                   "per_condition": per_mean}
       print(f"{n:5d} steps  {name:17s} {np.mean(acc):.3f} (SD {np.std(acc):.3f}) "
             f"{' '.join(f'{a:.3f}' for a in acc)}", flush=True)
+      print("             " + "  ".join(f"{c} {v:.3f} (n {counts.get(c, 0)})" for c, v in per_mean.items()),
+            flush=True)
   return out
