@@ -80,9 +80,7 @@ def arms_by_steps(arms: dict, classifier_cfg, test, levels, steps: list[int], re
   {"<steps> steps, <arm>": {"mean", "sd", "seeds", "per_condition": {"BG/normal": mean}}}."""
   import numpy as np
   from spect_fastgan_jax.evaluation import classifier
-  counts = {}
-  for l, p in zip(np.asarray(test.level), np.asarray(test.pattern)):
-    counts[f"{l}/{p}"] = counts.get(f"{l}/{p}", 0) + 1
+  counts = {f"{l}/{p}": n for (l, p), n in test.counts().items()}
   out = {}
   for n in steps:
     cfg = classifier_cfg.copy_and_resolve_references()
