@@ -87,6 +87,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.b2 = 0.999
   config.optim.ema_decay = 0.0        # EMA copy of G for sampling; 0 disables it (paper: none)
   config.optim.ema_warmup = False     # EMA decay ramps as (1+t)/(10+t) up to ema_decay
+  # Both learning rates fall linearly to 1/N of their value over the last N epochs of
+  # num_epochs (0: constant, as the paper).
+  config.optim.lr_decay_epochs = 0
 
   # --- Augmentation of real slices, on device (paper). ---
   config.augment = ml_collections.ConfigDict()

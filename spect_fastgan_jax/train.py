@@ -54,6 +54,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for f in ("b1", "b2", "ema_decay"):
     check_field(is_number(o[f]) and 0 <= o[f] < 1, f"optim.{f}", o[f], "must be in [0, 1)")
   check_field(isinstance(o.ema_warmup, bool), "optim.ema_warmup", o.ema_warmup, "must be True or False")
+  v = o.lr_decay_epochs
+  check_field(is_whole(v) and 0 <= v <= config.num_epochs, "optim.lr_decay_epochs", v,
+              f"must be a whole number in [0, num_epochs = {config.num_epochs}]")
   resolve_train_loop(config.get("train_loop", "auto"))
   conditions.check_levels(config.data.levels)
   input_pipeline.check_config(config.data)
@@ -90,6 +93,15 @@ def resolve_train_loop(kind: str, backend: str | None = None) -> str:
 # ----------------------------------------------------------------------------
 # The step.
 # ----------------------------------------------------------------------------
+def lr_factor(epoch: Array, num_epochs: int, decay_epochs: int) -> Array:
+  """Both learning rates' multiplier in the epoch after `epoch` full ones: 1, then over
+  the last `decay_epochs` epochs falling linearly, (num_epochs - epoch) / decay_epochs,
+  to 1 / decay_epochs in the last epoch. It follows `num_epochs` as given, so a run
+  resumed to a longer schedule goes back to the full rate until its new decay starts."""
+  left = (num_epochs - epoch).astype(jnp.float32)
+  return jnp.clip(left / decay_epochs, 1.0 / decay_epochs, 1.0)
+
+
 def train_step(state: TrainState, batch: input_pipeline.Batch, key: Array, *, config,
                g: models.Generator, d: models.Discriminator) -> tuple[TrainState, dict]:
   """One step of both networks; bind `config`, `g`, `d` with functools.partial.
@@ -178,6 +190,12 @@ def train_step(state: TrainState, batch: input_pipeline.Batch, key: Array, *, co
   # (vi) both Adam updates at once.
   g_upd, g_opt = tx_g.update(g_grads, state.g_opt, state.g_params)
   d_upd, d_opt = tx_d.update(d_grads, state.d_opt, state.d_params)
+  if int(config.optim.lr_decay_epochs) > 0:
+    # Adam's step is linear in its learning rate, so scaling the updates is the
+    # decayed rate, with the moment estimates as they were.
+    rate = lr_factor(state.epoch, int(config.num_epochs), int(config.optim.lr_decay_epochs))
+    g_upd = jax.tree_util.tree_map(lambda u: rate * u, g_upd)
+    d_upd = jax.tree_util.tree_map(lambda u: rate * u, d_upd)
   g_params = optax.apply_updates(state.g_params, g_upd)
   d_params = optax.apply_updates(state.d_params, d_upd)
   ema, ema_decay = state.ema_params, float(config.optim.ema_decay)

@@ -35,7 +35,7 @@ ADDED_FIELDS = {
     "model": {"noise_full_res": False, "g_cond": "concat", "d_cond": "input", "d_coords": False,
               "output_peak": 1.0, "normalise_output": False},
     "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0, "condition_aux": 0.0},
-    "optim": {"ema_warmup": False},
+    "optim": {"ema_warmup": False, "lr_decay_epochs": 0},
     "data": {"condition_balance": 0.0},
     "sample": {"symmetric_flip": False},
     "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0,

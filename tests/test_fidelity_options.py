@@ -124,6 +124,30 @@ def test_condition_aux_head_takes_dataset_b_three_dim_condition(tiny_config_b):
   assert 0.5 < float(metrics["aux_real"]) < 10 and np.isfinite(float(metrics["aux_fake"]))
 
 
+def test_lr_decay_scales_both_updates_over_the_last_epochs(tiny_config_a, toy_a):
+  factor = lambda e: float(train.lr_factor(jnp.asarray(e, jnp.int32), 10, 4))
+  assert [factor(e) for e in range(10)] == pytest.approx([1, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25])
+  config = tiny_config_a
+  config.num_epochs = 10
+  data = input_pipeline.device_data(toy_a, config.data.levels)
+  batch = input_pipeline.gather(data, jnp.arange(config.batch_size))
+  g, d = models.from_config(config.model)
+  state = train_state.create_train_state(config, g, d).replace(epoch=jnp.asarray(8, jnp.int32))
+  moves = {}
+  for decay in (0, 4):
+    config.optim.lr_decay_epochs = decay
+    train.check_config(config)
+    after, _ = train.train_step(jax.tree_util.tree_map(jnp.copy, state), batch, jax.random.PRNGKey(5),
+                                config=config, g=g, d=d)
+    moves[decay] = {net: jax.tree_util.tree_map(lambda a, b: a - b, getattr(after, net), getattr(state, net))
+                    for net in ("g_params", "d_params")}
+  for net in ("g_params", "d_params"):
+    full = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(moves[0][net])])
+    decayed = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(moves[4][net])])
+    assert np.abs(full).max() > 0
+    np.testing.assert_allclose(decayed, 0.5 * full, atol=1e-7 + 1e-3 * np.abs(full).max())
+
+
 def test_condition_spread_is_per_condition():
   rng = np.random.default_rng(0)
   images = np.concatenate([np.full((5, 64, 64), 0.5), rng.uniform(0, 1, (5, 64, 64))]).astype(np.float32)
@@ -191,7 +215,9 @@ def test_generator_and_discriminator_condition_modes(tiny_config_a):
                                          ("loss.condition_aux", -0.5),
                                          ("model.output_peak", 0.0), ("model.output_peak", 1.5),
                                          ("data.condition_balance", -0.1),
-                                         ("data.condition_balance", 1.5)])
+                                         ("data.condition_balance", 1.5),
+                                         ("optim.lr_decay_epochs", -1),
+                                         ("optim.lr_decay_epochs", 10 ** 6)])
 def test_bad_fidelity_values_are_named(tiny_config_a, field, value):
   block, name = field.split(".")
   tiny_config_a[block][name] = value
@@ -251,6 +277,7 @@ def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tm
   config.data.condition_balance = 0.5
   config.model.normalise_output = True
   config.loss.condition_aux = 0.5
+  config.optim.lr_decay_epochs = 2
   said = []
   train.train(config, str(tmp_path), toy_dataset(3), log=said.append)
   records = runlog.read(str(tmp_path))
