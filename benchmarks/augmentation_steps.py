@@ -31,19 +31,7 @@ def main():
   p.add_argument("--symmetric_flip", action="store_true", help="sample as sample.symmetric_flip does")
   args = p.parse_args()
 
-  from spect_fastgan_jax import conditions
-  from spect_fastgan_jax.evaluation import classifier
-
-  run_config, ecfg, ds, _, images = common.run_images(args.workdir, args.symmetric_flip)
-  levels = conditions.check_levels(run_config.data.levels)
-  ref = classifier.reference(ds, ecfg.classifier, classifier.cache_dir(args.workdir), print)
-  fake = images(args.epoch, int(ecfg.seed))
-  test = ds.subset(ref.holdout)
-  train_real = classifier.real_labelled(ds.subset(~ref.holdout))
-  synth = classifier.Labelled.from_strings(fake.images, fake.level, fake.pattern)
-  arms = {"real only": train_real, "real + synthetic": classifier.Labelled.concat([train_real, synth])}
-  print(f"slices: real only {len(train_real.level)}, real + synthetic {len(arms['real + synthetic'].level)}; "
-        f"held-out real {len(test.level)}")
+  ecfg, levels, test, arms = common.study_arms(args.workdir, args.epoch, args.symmetric_flip)
   out = common.arms_by_steps(arms, ecfg.classifier, test, levels,
                              [int(s) for s in args.steps.split(",")], args.repeats, args.first_seed)
   print(json.dumps(out, indent=1))

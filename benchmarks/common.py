@@ -70,6 +70,26 @@ def run_images(workdir: str, symmetric_flip: bool = False):
   return run_config, ecfg, ds, real, images
 
 
+def study_arms(workdir: str, epoch: int, symmetric_flip: bool = False):
+  """The augmentation study's real-alone and real + synthetic arms on a run's images at
+  `epoch`, as --mode=evaluate builds them (its subject split and cached classifier):
+  (the evaluate config, the run's levels, the held-out real SliceDataset,
+  {"real only": Labelled, "real + synthetic": Labelled}). Prints the slice counts."""
+  from spect_fastgan_jax import conditions
+  from spect_fastgan_jax.evaluation import classifier
+  run_config, ecfg, ds, _, images = run_images(workdir, symmetric_flip)
+  levels = conditions.check_levels(run_config.data.levels)
+  ref = classifier.reference(ds, ecfg.classifier, classifier.cache_dir(workdir), print)
+  fake = images(epoch, int(ecfg.seed))
+  test = ds.subset(ref.holdout)
+  train_real = classifier.real_labelled(ds.subset(~ref.holdout))
+  synth = classifier.Labelled.from_strings(fake.images, fake.level, fake.pattern)
+  arms = {"real only": train_real, "real + synthetic": classifier.Labelled.concat([train_real, synth])}
+  print(f"slices: real only {len(train_real.level)}, real + synthetic {len(arms['real + synthetic'].level)}; "
+        f"held-out real {len(test.level)}")
+  return ecfg, levels, test, arms
+
+
 def arms_by_steps(arms: dict, classifier_cfg, test, levels, steps: list[int], repeats: int,
                   first_seed: int = 0) -> dict:
   """Held-out real accuracy of the evaluation's classifier trained on each of `arms`
