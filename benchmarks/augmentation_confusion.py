@@ -16,19 +16,19 @@ import json
 import common
 
 
-def confusion(pred: dict, level, pattern, names: list[str]) -> dict:
-  """{true condition: {predicted condition: count}} of one classifier's predictions."""
+def confusion(pred: dict, level, pattern, levels) -> "np.ndarray":
+  """[true, predicted] counts over conditions.all_conditions(levels) of one classifier's
+  predictions; the level counts only if the run has more than one, as classifier.score."""
   import numpy as np
   from spect_fastgan_jax import conditions
-  # The level head spans conditions.LEVELS; with one level in the run, only the pattern counts.
-  one_level = len({n.split("/")[0] for n in names}) == 1
-  pl = np.asarray(level) if one_level else np.asarray(conditions.LEVELS)[pred["level"].argmax(1)]
+  names = [f"{l}/{q}" for l, q in conditions.all_conditions(levels)]
+  index = {n: i for i, n in enumerate(names)}
+  # The level head spans conditions.LEVELS.
+  pl = np.asarray(conditions.LEVELS)[pred["level"].argmax(1)] if len(levels) > 1 else np.asarray(level)
   pp = np.asarray(conditions.PATTERNS)[pred["pattern"].argmax(1)]
-  out = {n: {m: 0 for m in names} for n in names}
+  out = np.zeros((len(names), len(names)), int)
   for t_l, t_p, p_l, p_p in zip(level, pattern, pl, pp):
-    guess = f"{p_l}/{p_p}"
-    if guess in out[f"{t_l}/{t_p}"]:
-      out[f"{t_l}/{t_p}"][guess] += 1
+    out[index[f"{t_l}/{t_p}"], index[f"{p_l}/{p_p}"]] += 1
   return out
 
 
@@ -40,37 +40,32 @@ def main():
   p.add_argument("--symmetric_flip", action="store_true", help="sample as sample.symmetric_flip does")
   args = p.parse_args()
 
+  import numpy as np
   from spect_fastgan_jax import conditions
   from spect_fastgan_jax.evaluation import classifier
 
   ecfg, levels, test, arms = common.study_arms(args.workdir, args.epoch, args.symmetric_flip)
-  names = [f"{l}/{q}" for l, q in conditions.all_conditions(levels)
-           if ((test.level == l) & (test.pattern == q)).any()]
+  names = [f"{l}/{q}" for l, q in conditions.all_conditions(levels)]
+  counts = test.counts()
+  rows = [i for i, (l, q) in enumerate(conditions.all_conditions(levels)) if counts[(l, q)]]
   cfg = ecfg.classifier.copy_and_resolve_references()
   cfg.steps = int(ecfg.augmentation_steps)
   out = {}
   for arm, data in arms.items():
-    total = {n: {m: 0 for m in names} for n in names}
-    for s in (int(x) for x in args.seeds.split(",")):
-      t = classifier.train(data, cfg, seed=s)
-      c = confusion(t.predict(test.slices[:, 1]), test.level, test.pattern, names)
-      for n in names:
-        for m in names:
-          total[n][m] += c[n][m]
+    total = sum(confusion(classifier.train(data, cfg, seed=int(s)).predict(test.slices[:, 1]),
+                          test.level, test.pattern, levels) for s in args.seeds.split(","))
     out[arm] = total
     print(f"\n{arm}, seeds {args.seeds}, {cfg.steps} steps: rows true, columns predicted")
     print(f"{'':16s}" + "".join(f"{m:>16s}" for m in names))
-    for n in names:
-      print(f"{n:16s}" + "".join(f"{total[n][m]:16d}" for m in names))
-    wrong = sum(total[n][m] for n in names for m in names if m != n)
-    print(f"wrong: {wrong} of {sum(sum(r.values()) for r in total.values())}", flush=True)
-  diff = {n: {m: out["real + synthetic"][n][m] - out["real only"][n][m] for m in names if m != n} for n in names}
+    for i in rows:
+      print(f"{names[i]:16s}" + "".join(f"{v:16d}" for v in total[i]))
+    print(f"wrong: {total.sum() - np.trace(total)} of {total.sum()}", flush=True)
+  diff = out["real + synthetic"] - out["real only"]
   print("\nmistakes the mixed arm adds (+) or removes (-), true -> predicted:")
-  for n in names:
-    for m, v in diff[n].items():
-      if v:
-        print(f"  {n:16s} -> {m:16s} {v:+d}")
-  print(json.dumps(out))
+  for i, j in zip(*np.nonzero(diff)):
+    if i != j:
+      print(f"  {names[i]:16s} -> {names[j]:16s} {diff[i, j]:+d}")
+  print(json.dumps({arm: {names[i]: dict(zip(names, map(int, m[i]))) for i in rows} for arm, m in out.items()}))
 
 
 if __name__ == "__main__":
