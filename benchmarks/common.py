@@ -112,6 +112,7 @@ def arms_by_steps(arms: dict, classifier_cfg, test, levels, steps: list[int], re
         a = classifier.accuracy(t, test.slices[:, 1], test.level, test.pattern, test.side, levels)
         acc.append(a["overall"])
         per.append(a["per_condition"])
+        print(f"{n:5d} steps  {name:17s} seed {s}: {a['overall']:.4f}", flush=True)
       per_mean = {c: round(float(np.mean([q[c] for q in per])), 4) for c in per[0]}
       out[f"{n} steps, {name}"] = {"mean": round(float(np.mean(acc)), 4),
                                    "sd": round(float(np.std(acc)), 4),
