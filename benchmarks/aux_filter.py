@@ -24,13 +24,15 @@ classifier seed of every arm at a time, and prints their held-out real accuracy.
 """
 
 import argparse
+import collections
 import json
 
 import common
 
 
-def aux_predictions(d, d_vars, images, cond, peak, batch=256):
-  """D's head on images [N, 64, 64] in [0, 1] with condition rows cond [N, C] -> logits [N, C]."""
+def head_logits_fn(d, d_vars, peak, batch=256):
+  """(images [N, 64, 64] in [0, 1], condition rows [N, C]) -> D's head logits [N, C], in
+  padded batches of `batch` through one compiled program."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -41,15 +43,18 @@ def aux_predictions(d, d_vars, images, cond, peak, batch=256):
     _, upd = d.apply(d_vars, augment.to_model_range(x, peak), y, train=False, mutable=["intermediates"])
     return upd["intermediates"]["aux_logits"][0]
 
-  out = []
-  for s in range(0, len(images), batch):
-    x, y = images[s:s + batch], cond[s:s + batch]
-    pad = batch - len(x)
-    if pad:
-      x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
-      y = np.concatenate([y, np.repeat(y[:1], pad, 0)])
-    out.append(np.asarray(f(jnp.asarray(x), jnp.asarray(y)))[: batch - pad])
-  return np.concatenate(out)
+  def logits(images, cond):
+    out = []
+    for s in range(0, len(images), batch):
+      x, y = images[s:s + batch], cond[s:s + batch]
+      pad = batch - len(x)
+      if pad:
+        x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+        y = np.concatenate([y, np.repeat(y[:1], pad, 0)])
+      out.append(np.asarray(f(jnp.asarray(x), jnp.asarray(y)))[: batch - pad])
+    return np.concatenate(out)
+
+  return logits
 
 
 def refit_d_stats(d, d_vars, images, cond, peak, passes=60):
@@ -57,20 +62,16 @@ def refit_d_stats(d, d_vars, images, cond, peak, passes=60):
   on all of `images` at once, `passes` times (momentum 0.9: 0.9**60 < 0.2 %), so that
   evaluation mode normalises as a batch of real slices does. Training's running statistics
   mix the real and the fake passes of batches of 4 and do not fit either."""
-  import flax
   import jax
   import jax.numpy as jnp
-  from spect_fastgan_jax import augment
+  from spect_fastgan_jax import augment, sample
   x, y = augment.to_model_range(jnp.asarray(images), peak), jnp.asarray(cond)
 
   @jax.jit
   def once(stats):
     _, upd = d.apply({"params": d_vars["params"], "batch_stats": stats}, x, y, train=True,
                      mutable=["batch_stats", "intermediates"])
-    old = flax.traverse_util.flatten_dict(stats)
-    return flax.traverse_util.unflatten_dict({
-        k: (v if k[-1] in ("mean", "var") else old[k])
-        for k, v in flax.traverse_util.flatten_dict(upd["batch_stats"]).items()})
+    return sample.batch_norm_only(stats, upd["batch_stats"])
 
   stats = d_vars["batch_stats"]
   for _ in range(passes):
@@ -78,19 +79,32 @@ def refit_d_stats(d, d_vars, images, cond, peak, passes=60):
   return {"params": d_vars["params"], "batch_stats": stats}
 
 
+def condition_blocks(n_levels, width):
+  """The one-hot blocks of a condition vector: the level block (if any), the pattern block."""
+  return ([slice(0, n_levels)] if n_levels else []) + [slice(n_levels, width)]
+
+
 def agrees(logits, cond, n_levels):
   """[N] bool: the head's argmax in each block is the asked entry."""
   import numpy as np
   ok = np.ones(len(logits), bool)
-  blocks = ([slice(0, n_levels)] if n_levels else []) + [slice(n_levels, logits.shape[1])]
-  for b in blocks:
+  for b in condition_blocks(n_levels, logits.shape[1]):
     ok &= np.argmax(logits[:, b], 1) == np.argmax(cond[:, b], 1)
   return ok
 
 
+def log_prob(logits, cond, n_levels):
+  """[N]: the head's log-probability of the asked condition, a softmax over each block."""
+  import numpy as np
+  from scipy.special import log_softmax
+  rows = np.arange(len(logits))
+  return sum(log_softmax(logits[:, b], axis=1)[rows, np.argmax(cond[:, b], 1)]
+             for b in condition_blocks(n_levels, logits.shape[1]))
+
+
 class HeadFilter:
   """The run's D at `epoch` with its BatchNorm refitted to the real slices; `reject(images,
-  level, pattern)` -> (reject [N] bool, the head's probability of the asked pattern [N])."""
+  level, pattern)` -> (reject [N] bool, the head's log-probability of the asked condition [N])."""
 
   def __init__(self, run_config, workdir, epoch, real, quantile=0.0):
     import numpy as np
@@ -98,35 +112,22 @@ class HeadFilter:
     from spect_fastgan_jax import train_state as ts_lib
     self.levels = conditions.check_levels(run_config.data.levels)
     self.n_levels = len(self.levels) if len(self.levels) > 1 else 0
-    g, self.d = train.networks(run_config)
-    like = ts_lib.create_train_state(run_config, g, self.d)
+    g, d = train.networks(run_config)
+    like = ts_lib.create_train_state(run_config, g, d)
     state = checkpoints.RunCheckpoints(workdir, keep_train_states=100000).restore_train(epoch, like)
-    self.peak = float(run_config.model.output_peak)
+    peak = float(run_config.model.output_peak)
     real_cond = conditions.encode(self.levels, real.level, real.pattern)
-    self.d_vars = refit_d_stats(self.d, {"params": state.d_params, "batch_stats": state.d_stats},
-                                real.images, real_cond, self.peak)
+    d_vars = refit_d_stats(d, {"params": state.d_params, "batch_stats": state.d_stats},
+                           real.images, real_cond, peak)
+    self.logits = head_logits_fn(d, d_vars, peak)
     real_logits = self.logits(real.images, real_cond)
     self.real_ok = agrees(real_logits, real_cond, self.n_levels)
     # Per condition, the q-quantile of the real slices' log-probability of their own
     # condition: an image less typical of its condition than that is rejected.
     self.quantile = quantile
-    real_lp = self.log_prob(real_logits, real_cond)
+    real_lp = log_prob(real_logits, real_cond, self.n_levels)
     self.threshold = {(l, p): float(np.quantile(real_lp[real.mask(p, l)], quantile))
                       for l, p in real.conditions()}
-
-  def log_prob(self, lg, cond):
-    """The head's log-probability of the asked condition: a softmax over each block."""
-    import numpy as np
-    out = np.zeros(len(lg))
-    blocks = ([slice(0, self.n_levels)] if self.n_levels else []) + [slice(self.n_levels, lg.shape[1])]
-    for b in blocks:
-      x = lg[:, b] - lg[:, b].max(1, keepdims=True)
-      lp = x - np.log(np.exp(x).sum(1, keepdims=True))
-      out += lp[np.arange(len(lg)), np.argmax(cond[:, b], 1)]
-    return out
-
-  def logits(self, images, cond):
-    return aux_predictions(self.d, self.d_vars, images, cond, self.peak)
 
   def reject(self, images, level, pattern):
     """quantile 0: reject where the head's argmax is not the asked condition; else where
@@ -135,7 +136,7 @@ class HeadFilter:
     from spect_fastgan_jax import conditions
     cond = conditions.encode(self.levels, level, pattern)
     lg = self.logits(images, cond)
-    lp = self.log_prob(lg, cond)
+    lp = log_prob(lg, cond, self.n_levels)
     if self.quantile == 0:
       return ~agrees(lg, cond, self.n_levels), lp
     thr = np.array([self.threshold[(l, p)] for l, p in zip(level, pattern)])
@@ -146,7 +147,6 @@ def filtered_sampler_images(head: HeadFilter, record: dict):
   """A replacement for RunSampler.images that draws as the near-copy filter does
   (sample.draw_without_near_copies: slot k gets index k, a rejected image's slot the next
   unused index), rejecting what D's head does not read as its condition."""
-  import numpy as np
   from spect_fastgan_jax import conditions, sample
   from spect_fastgan_jax.evaluation.score import Group
 
@@ -160,11 +160,11 @@ def filtered_sampler_images(head: HeadFilter, record: dict):
                              int(self.config.model.z_dim), batch_size=batch_size, generate_fn=self.generate_fn)
 
     imgs, index, dropped = sample.draw_without_near_copies(rows, lv, pt, head.reject, 20 * len(lv))
-    by = {}
-    for r in dropped:
-      by[f"{r['level']}/{r['pattern']}"] = by.get(f"{r['level']}/{r['pattern']}", 0) + 1
+    by = dict(collections.Counter(f"{r['level']}/{r['pattern']}" for r in dropped))
+    # Of the evaluation's own images (sample indices 0..N-1), the share the filter kept.
+    first = collections.Counter(f"{r['level']}/{r['pattern']}" for r in dropped if r["index"] < len(lv))
     record.update({"drawn": int(len(lv) + len(dropped)), "dropped_by_condition": by,
-                   "kept_of_first_n": {f"{l}/{p}": round(1 - by.get(f"{l}/{p}", 0) / k, 3)
+                   "kept_of_first_n": {f"{l}/{p}": round(1 - first[f"{l}/{p}"] / k, 3)
                                        for (l, p), k in counts.items()}})
     print(f"D's head filter: dropped {len(dropped)} of {len(lv) + len(dropped)} drawn: {by}", flush=True)
     return Group(name, imgs, lv, pt)
@@ -186,17 +186,15 @@ def main():
                       "quantile of the real slices' (0: reject where the head's argmax disagrees)")
   p.add_argument("--evaluate", action="store_true",
                  help="also write the full --mode=evaluate report of the filtered images into "
-                      "<workdir>/evaluation/epoch_XXXX_seedS_aux_filter_q{args.quantile:g}")
+                      "<workdir>/evaluation/epoch_XXXX_seedS_aux_filter_qQ (Q: --quantile)")
   args = p.parse_args()
 
   import os
   import numpy as np
-  from spect_fastgan_jax import conditions
   from spect_fastgan_jax.evaluation import classifier, report
   from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
 
   run_config, ecfg, ds, real, plain_images = common.run_images(args.workdir, args.symmetric_flip)
-  levels = conditions.check_levels(run_config.data.levels)
   head = HeadFilter(run_config, args.workdir, args.epoch, real, args.quantile)
   print(f"D's head on the real slices: {head.real_ok.mean():.3f} agree; per condition "
         + ", ".join(f"{l}/{p} {head.real_ok[real.mask(p, l)].mean():.3f}" for l, p in real.conditions()),
@@ -233,7 +231,7 @@ def main():
   # One classifier seed of every arm at a time, so that a study cut short stays paired.
   seeds = {name: [] for name in arms}
   for s in range(args.first_seed, args.first_seed + args.repeats):
-    out = common.arms_by_steps(arms, ecfg.classifier, test, levels, [args.steps], 1, s)
+    out = common.arms_by_steps(arms, ecfg.classifier, test, head.levels, [args.steps], 1, s)
     for name in arms:
       seeds[name].append(out[f"{args.steps} steps, {name}"]["mean"])
     print(json.dumps({"seed": s, **{name: out[f"{args.steps} steps, {name}"] for name in arms}}), flush=True)

@@ -83,15 +83,19 @@ def recompute_batch_stats(g, params, stats, config, train_cond, key, batches: in
     y = conds[rows]
     _, upd = g.apply({"params": params, "batch_stats": s}, z, y, jax.random.split(k_n, batch),
                      train=True, mutable=["batch_stats"])
-    # Keep the spectral-norm vectors of the checkpoint: only BatchNorm is refitted.
-    old = flax.traverse_util.flatten_dict(s)
-    new = flax.traverse_util.unflatten_dict({
-        p: (v if p[-1] in ("mean", "var") else old[p])
-        for p, v in flax.traverse_util.flatten_dict(upd["batch_stats"]).items()})
-    return new, None
+    return batch_norm_only(s, upd["batch_stats"]), None
 
   out, _ = jax.lax.scan(body, stats, jax.random.split(key, batches))
   return out
+
+
+def batch_norm_only(old, new):
+  """The statistics `new` for BatchNorm's running mean and variance, `old` for everything
+  else in the collection (the spectral-norm vectors): a refit of BatchNorm alone."""
+  flat_old = flax.traverse_util.flatten_dict(old)
+  return flax.traverse_util.unflatten_dict({
+      p: (v if p[-1] in ("mean", "var") else flat_old[p])
+      for p, v in flax.traverse_util.flatten_dict(new).items()})
 
 
 def check_seed(seed, field: str = "sample.seed") -> int:
