@@ -195,13 +195,23 @@ def cpu_schedule(config: ml_collections.ConfigDict, recipe: bool = True) -> ml_c
 
 
 def with_variant(config: ml_collections.ConfigDict, variant: str | None) -> ml_collections.ConfigDict:
-  """`config` changed as `variant` (a key of VARIANTS) says; an unknown one is an error."""
-  variant = variant or ""
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown config variant {variant!r}; known: "
-                     + "; ".join(f"{k or '(none)'}: {v}" for k, v in VARIANTS.items()))
-  if variant == "recipe":
+  """`config` changed as `variant` says: a schedule (a key of VARIANTS), a data family
+  (a key of configs/data.py FAMILIES), or one of each joined by '+' ('cpu+lowcount');
+  anything else is an error."""
+  parts = [p for p in (variant or "").split("+") if p]
+  schedules = [p for p in parts if p in VARIANTS]
+  families = [p for p in parts if p in data_config.FAMILIES]
+  unknown = [p for p in parts if p not in VARIANTS and p not in data_config.FAMILIES]
+  if unknown or len(schedules) > 1 or len(families) > 1:
+    raise ValueError(
+        f"unknown config variant {variant!r}: give a schedule, a data family or one of each "
+        "joined by '+'; schedules: " + "; ".join(f"{k or '(none)'}: {v}" for k, v in VARIANTS.items())
+        + "; families: " + ", ".join(data_config.FAMILIES))
+  if families:
+    data_config.with_family(config.data, families[0])
+  schedule = schedules[0] if schedules else ""
+  if schedule == "recipe":
     return fidelity_recipe(config)
-  if variant in ("cpu", "cpu_paper"):
-    return cpu_schedule(config, recipe=variant == "cpu")
+  if schedule in ("cpu", "cpu_paper"):
+    return cpu_schedule(config, recipe=schedule == "cpu")
   return config

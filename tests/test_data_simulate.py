@@ -178,3 +178,50 @@ def test_simulated_set_is_cached_by_its_parameters(tmp_path):
   key = source.simulation_key(cfg.simulation)
   cfg.simulation.fwhm_mm = (11.0, 11.0)
   assert source.simulation_key(cfg.simulation) != key
+
+
+def _family_sim(family):
+  data = data_config.get_config()
+  return data_config.with_family(data, family).simulation
+
+
+def _grey_noise(sim, phantom, number, level="BG"):
+  subject = simulate.Subject("s", "normal", "none", (level,), ("", ""), number)
+  clean = simulate.simulate_subject(phantom, sim, subject, noiseless=True)[level][1]
+  noisy = simulate.simulate_subject(phantom, sim, subject)[level][1]
+  grey = clean >= 0.5 * clean.max()
+  return float(np.sqrt(np.mean(((noisy[grey] - clean[grey]) / clean[grey]) ** 2))), clean
+
+
+def test_families_differ_as_their_descriptions_say():
+  """Paired by subject (the same draws): 'sharp' is sharper and less noisy than the
+  default, 'lowcount' blurrier and noisier with hotter deep nuclei, 'subtle' draws
+  shallower defects, 'population' spreads head size and position more."""
+  assert set(data_config.FAMILIES) >= {"default", "sharp", "lowcount", "subtle", "population"}
+  assert _family_sim("default").to_dict() == data_config.get_config().simulation.to_dict()
+  sims = {f: _family_sim(f) for f in ("default", "sharp", "lowcount", "subtle", "population")}
+  phantom = anatomy.load_phantom(float(sims["default"].defect_margin_mm))
+  edge = lambda img: float(np.mean(np.abs(np.diff(img / img.max(), axis=1))))
+  for number in range(3):
+    (n_def, c_def), (n_sharp, c_sharp), (n_low, c_low) = (
+        _grey_noise(sims[f], phantom, number) for f in ("default", "sharp", "lowcount"))
+    assert n_sharp < n_def < n_low, (n_sharp, n_def, n_low)
+    assert edge(c_sharp) > edge(c_def) > edge(c_low)
+    centre = lambda c: c[26:38, 26:38].mean() / c.max()  # striatum and thalamus
+    assert centre(c_low) > centre(c_def)
+  # A unilateral MCA defect, the same subject: subtle moves LR less than the default.
+  deviation = {}
+  for f in ("default", "subtle"):
+    phantom_f = anatomy.load_phantom(float(sims[f].defect_margin_mm))
+    subject = simulate.Subject("s", "unilateral", "left", ("COR",), ("", "MCA"), 2)
+    img = simulate.simulate_subject(phantom_f, sims[f], subject, noiseless=True)["COR"][1]
+    deviation[f] = abs(float(stats.lr_ratio(img[None])[0]) - 1.0)
+  assert 0.02 < deviation["subtle"] < 0.7 * deviation["default"], deviation
+  # Head size: brain area (pixels above 30 % of the maximum) over several normals.
+  area = {f: [] for f in ("default", "population")}
+  for f in area:
+    for number in range(8):
+      subject = simulate.Subject("s", "normal", "none", ("BG",), ("", ""), number)
+      img = simulate.simulate_subject(phantom, sims[f], subject, noiseless=True)["BG"][1]
+      area[f].append(int((img > 0.3 * img.max()).sum()))
+  assert np.std(area["population"]) > 1.3 * np.std(area["default"]), area

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import data as data_config
 from configs import dataset_a, dataset_b
 from conftest import make_tiny, toy_dataset
 from spect_fastgan_jax import augment, conditions, losses, models, modes, runlog, train
@@ -257,8 +258,22 @@ def test_config_variants():
   assert recipe_b.loss.mode_seeking == cpu.loss.mode_seeking
   with pytest.raises(ValueError, match="unknown config variant 'gpu'"):
     dataset_a.get_config("gpu")
+  # A data family joins a schedule with '+', in either order, and changes only data.simulation.
+  low = dataset_a.get_config("cpu+lowcount")
+  assert low.to_dict() == dataset_a.get_config("lowcount+cpu").to_dict()
+  assert low.data.simulation.noise_gm == data_config.FAMILIES["lowcount"][1]["noise_gm"]
+  assert low.data.simulation.noise_gm != cpu.data.simulation.noise_gm
+  low.data.simulation = cpu.data.simulation
+  assert low.to_dict() == cpu.to_dict()
+  subtle = dataset_b.get_config("subtle")
+  assert subtle.data.simulation.territory_weights.to_dict() == {"MCA": 1 / 3, "ACA": 1 / 3, "PCA": 1 / 3}
+  assert subtle.model.g_channels == paper.model.g_channels
+  for bad in ("cpu+recipe", "sharp+lowcount", "cpu+bogus"):
+    with pytest.raises(ValueError, match="unknown config variant"):
+      dataset_a.get_config(bad)
   assert modes.default_workdir("configs/dataset_a.py:cpu") == os.path.join("runs", "dataset_a_cpu")
   assert modes.default_workdir("configs/dataset_b.py") == os.path.join("runs", "dataset_b")
+  assert modes.default_workdir("configs/dataset_a.py:cpu+lowcount") == os.path.join("runs", "dataset_a_cpu+lowcount")
 
 
 def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tmp_path):
