@@ -95,6 +95,12 @@ def test_evaluate_writes_report_with_every_pattern_and_metric(run):
   for c in memo["per_condition"]["pixel"].values():
     assert c["new_patients"]["n"] == 3 and 0 <= c["near_copy_share"] <= 1
   assert len(memo["closest"]) == 16 and "Memorisation audit" in md and memo["figure"] in md
+  # The criteria block judges this run from the same report (evaluation/criteria.py).
+  judged = {c["name"]: c for c in report["criteria"]["run"]}
+  assert list(judged) == ["diversity", "accuracy", "sd", "mc", "lr", "side", "memorisation"]
+  assert judged["accuracy"]["values"]["all"] == scores["accuracy"]["overall"]
+  assert judged["memorisation"]["values"] == memo["c_t"]
+  assert "Fidelity criteria" in md and f"of {len(judged)} met" in md
   for fig in ("fig4_images.png", "fig5_boxplots.png", "fig6_maps.png", memo["figure"]):
     assert os.path.getsize(os.path.join(out, fig)) > 1000
   with pytest.raises(FileExistsError):

@@ -12,8 +12,8 @@ import numpy as np
 
 from spect_fastgan_jax import conditions, outputs, provenance, sample
 from spect_fastgan_jax.data.dataset import SliceDataset
-from spect_fastgan_jax.evaluation import (augmentation, classifier, figures, memorisation,
-                                          score, stats)
+from spect_fastgan_jax.evaluation import (augmentation, classifier, criteria, figures,
+                                          memorisation, score, stats)
 from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
 
 Log = Callable[[str], None]
@@ -80,6 +80,7 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
       "runs_scores": scores, "augmentation": study, "memorisation": memo,
       "evaluate_config": cfg.to_dict(),
       "provenance": provenance.describe()}
+  result["criteria"] = {r.label: criteria.fidelity_criteria(result, r.label) for r in runs}
 
   with outputs.new_folder(out_dir, overwrite, hint) as tmp:
     groups = [real] + fakes
@@ -164,8 +165,9 @@ def markdown(r: dict) -> str:
          "real set: " + ", ".join(f"{k} {v}" for k, v in r["counts"].items()) + ".",
          "All metrics on max-normalised slices (real: the centre slice); LR = patient-left / "
          "patient-right counts (columns 32-63 / 0-31). See docs/evaluation.md for what each "
-         "metric can and cannot tell.", "",
-         "## The paper's comparison, per pattern (levels pooled; Fig. 5)", "",
+         "metric can and cannot tell.", ""]
+  out += _criteria_md(r, labels)
+  out += ["## The paper's comparison, per pattern (levels pooled; Fig. 5)", "",
          "Mean +/- SD; P: Dunnett's test against real (with one run: the t-test); ANOVA over "
          "real and all runs. * P < 0.05, ** < 0.01, *** < 0.001, **** < 0.0001.", ""]
   out += _stats_table(r["paper"]["per_pattern"], labels)
@@ -244,6 +246,22 @@ def markdown(r: dict) -> str:
   out += ["", "## Images (Fig. 4)", "", "![Fig. 4](fig4_images.png)", "",
           f"Evaluation took {r.get('seconds', 'n/a')} s.", ""]
   return "\n".join(out)
+
+
+def _criteria_md(r: dict, labels: list[str]) -> list[str]:
+  if not r.get("criteria"):
+    return []
+  out = ["## Fidelity criteria (docs/fidelity.md)", ""]
+  if len(labels) > 1:
+    out += ["A side-by-side report: MC and LR are the ANOVA over real and every run, not one run "
+            "alone.", ""]
+  for l in labels:
+    rows = r["criteria"][l]
+    met = sum(c["met"] is True for c in rows)
+    out.append(f"**{l}**: {met} of {len(rows)} met.")
+    out += [""] + [f"- {'met' if c['met'] else 'n/a' if c['met'] is None else '**missed**'}: "
+                   f"{criteria.describe(c)}" for c in rows] + [""]
+  return out
 
 
 def _memorisation_md(r: dict) -> list[str]:
