@@ -31,6 +31,12 @@ def get_config() -> ml_collections.ConfigDict:
   # proportion to n ** (1 - condition_balance). 0 (paper): as often as the data has it,
   # each slice once per epoch; 1: every condition equally often (draws with replacement).
   data.condition_balance = 0.0
+  # Share of subjects held out of GAN training, drawn per pattern (a subject's slices all
+  # go one way): the GAN never sees them, and --mode=evaluate tests its classifier, the
+  # utility study and the memorisation audit on exactly them (<workdir>/subjects.json
+  # records both lists). 0: train on every subject (the paper).
+  data.holdout_fraction = 0.0
+  data.holdout_seed = 0              # which subjects are held out
 
   # Parameters of the simulated set (spect_fastgan_jax/data/simulate.py). Every field
   # enters the cache key; (lo, hi) pairs are uniform ranges drawn per subject.

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from spect_fastgan_jax import conditions, rng
+from spect_fastgan_jax.data import source
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.data.stats import normalise
 from spect_fastgan_jax.errors import check_field, is_number
@@ -44,9 +45,11 @@ class Batch:
 
 
 def check_config(data_config) -> None:
-  """Raises ConfigError unless data.condition_balance is a number in [0, 1]."""
+  """Raises ConfigError unless data.condition_balance is a number in [0, 1] and the
+  holdout fields are valid."""
   v = data_config.condition_balance
   check_field(is_number(v) and 0 <= v <= 1, "data.condition_balance", v, "must be a number in [0, 1]")
+  source.check_holdout_config(data_config)
 
 
 def device_data(ds: SliceDataset, levels, condition_balance: float = 0.0) -> DeviceData:

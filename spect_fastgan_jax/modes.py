@@ -44,7 +44,7 @@ def train(config, workdir: str, log: Callable[[str], None] = _log,
           should_stop: Callable[[], bool] = lambda: False) -> None:
   from spect_fastgan_jax import data, train as train_lib
   # The data set loads once the config, devices and workdir have passed their checks.
-  train_lib.train(config, workdir, lambda: data.load_training_set(config.data, log=log), log=log,
+  train_lib.train(config, workdir, lambda: data.load_split(config.data, log=log), log=log,
                   should_stop=should_stop)
 
 
@@ -155,9 +155,11 @@ def evaluate(config, workdir: str, epoch: int | None = None, compare_workdir: st
       runs[0].label = label
     runs.append(report.RunSpec(other, compare_workdir, other_cfg, other_epoch))
     name += f"_vs_{os.path.basename(os.path.normpath(compare_workdir))}_epoch_{other_epoch:04d}"
-  ds = data.load_training_set(cfg.data, log=log)
-  return report.evaluate(runs, ds, ecfg, os.path.join(_evaluation_dir(workdir), name),
-                         classifier.cache_dir(workdir), overwrite, log)
+  split = data.load_split(cfg.data, log=log)
+  workdir_lib.check_same_subjects(workdir, split.subjects())
+  return report.evaluate(runs, split.train, ecfg, os.path.join(_evaluation_dir(workdir), name),
+                         classifier.cache_dir(workdir), overwrite, log,
+                         test=split.holdout if len(split.holdout) else None)
 
 
 def select(config, workdir: str, every: int = 10, overwrite: bool = False,
@@ -171,7 +173,9 @@ def select(config, workdir: str, every: int = 10, overwrite: bool = False,
   epochs = select_lib.epochs_to_score(checkpoints.sampler_epochs(workdir), every)
   if not epochs:
     raise CheckpointError(f"no checkpoints in {workdir}: train first")
-  ds = data.load_training_set(cfg.data, log=log)
+  split = data.load_split(cfg.data, log=log)
+  workdir_lib.check_same_subjects(workdir, split.subjects())
+  ds = split.train
   name = f"select_{epochs[0]}-{epochs[-1]}_every{every}_seed{int(ecfg.seed)}"
   log(f"scoring {len(epochs)} epochs ({epochs[0]}..{epochs[-1]}, every {every})")
   return select_lib.select(cfg, workdir, epochs, ds, ecfg, os.path.join(_evaluation_dir(workdir), name),

@@ -32,6 +32,7 @@ from spect_fastgan_jax import (checkpoints, conditions, input_pipeline, losses, 
                                runlog, sample, sharding)
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.data.dataset import SliceDataset
+from spect_fastgan_jax.data.source import Split, split_holdout
 from spect_fastgan_jax.errors import ConfigError, RunError, check_field, is_number, is_whole
 from spect_fastgan_jax.train_state import TrainState, make_optimizers, restore_or_init
 
@@ -271,7 +272,7 @@ def _stderr(msg: str) -> None:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str,
-          dataset: SliceDataset | Callable[[], SliceDataset],
+          dataset: SliceDataset | Split | Callable[[], SliceDataset | Split],
           log: Callable[[str], None] = _stderr,
           should_stop: Callable[[], bool] = lambda: False) -> TrainState:
   """Trains (or resumes) a run in `workdir`.
@@ -280,8 +281,11 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     config: a training config (configs/); checked first, before any work.
     workdir: where the run lives (workdir.py); one with training checkpoints resumes
       from the newest, a finished one says so and returns.
-    dataset: the training set, or a function that loads it (called once the config,
-      devices and workdir are checked, so a bad config fails before a long load).
+    dataset: every slice of the run's levels (a SliceDataset, split here by config fields
+      data.holdout_fraction/holdout_seed) or a Split already made by data.load_split; or a
+      function that loads either (called once the config, devices and workdir are checked,
+      so a bad config fails before a long load). Only the training subjects reach G and D,
+      the monitor and the checkpoints; <workdir>/subjects.json records both lists.
     log: one-line messages for the user.
     should_stop: asked after each epoch's checkpoint (launch.py sets it on Ctrl-C):
       True ends the run there, to be resumed later.
@@ -302,6 +306,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     if saved is not None:
       workdir_lib.check_resumable(saved, c)
   dataset = dataset() if callable(dataset) else dataset
+  split = dataset if isinstance(dataset, Split) else split_holdout(dataset, config.data)
+  dataset, subjects = split.train, split.subjects()
+  for _, w in runs:
+    workdir_lib.check_same_subjects(w, subjects)
   levels = conditions.check_levels(config.data.levels)
   if len(dataset) < config.batch_size:
     raise ConfigError(f"config field batch_size ({config.batch_size}) is larger than the data set "
@@ -334,6 +342,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     for c, w in runs:
       if writer:
         workdir_lib.write_run_config(w, c, dataset)
+        workdir_lib.write_subjects(w, subjects)
     state = sharding.replicate(stacked, mesh)
     first_epoch = (last or 0) + 1
     log(f"training on {n} slices ({', '.join(levels)}), condition {conditions.condition_names(levels)}, "

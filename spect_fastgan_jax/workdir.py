@@ -36,7 +36,7 @@ ADDED_FIELDS = {
               "output_peak": 1.0, "normalise_output": False},
     "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0, "condition_aux": 0.0},
     "optim": {"ema_warmup": False, "lr_decay_epochs": 0},
-    "data": {"condition_balance": 0.0},
+    "data": {"condition_balance": 0.0, "holdout_fraction": 0.0, "holdout_seed": 0},
     "sample": {"symmetric_flip": False},
     "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0,
                 "blend_prob": 1.0},
@@ -61,6 +61,41 @@ def write_run_config(workdir: str, config, dataset=None) -> None:
     record["earlier_provenance"] = old.get("earlier_provenance", []) + [old.get("provenance")]
   text = json.dumps(record, indent=2).encode()
   outputs.atomic_write(os.path.join(workdir, "config.json"), lambda f: f.write(text))
+
+
+SUBJECTS_FILE = "subjects.json"
+
+
+def write_subjects(workdir: str, subjects: dict[str, list[str]]) -> None:
+  """Writes <workdir>/subjects.json, {"train": [...], "holdout": [...]}: which subjects
+  the GAN trained on and which it never saw (config field data.holdout_fraction)."""
+  text = json.dumps(subjects, indent=1).encode()
+  outputs.atomic_write(os.path.join(workdir, SUBJECTS_FILE), lambda f: f.write(text))
+
+
+def read_subjects(workdir: str) -> dict[str, list[str]] | None:
+  """<workdir>/subjects.json, or None for a run written before the file existed."""
+  record = read_json(os.path.join(workdir, SUBJECTS_FILE))
+  if record is not None and not (isinstance(record, dict) and isinstance(record.get("train"), list)
+                                 and isinstance(record.get("holdout"), list)):
+    raise RunError(f"{os.path.join(workdir, SUBJECTS_FILE)} is not a record of training and held-out "
+                   "subjects ({\"train\": [...], \"holdout\": [...]}); restore it or use another --workdir")
+  return record
+
+
+def check_same_subjects(workdir: str, subjects: dict[str, list[str]]) -> None:
+  """RunError when the run in `workdir` recorded other training or held-out subjects than
+  `subjects` (the data changed under it): a resumed or evaluated run must see the same split."""
+  recorded = read_subjects(workdir)
+  if recorded is None:
+    return
+  for part in ("train", "holdout"):
+    was, now = set(recorded[part]), set(subjects[part])
+    if was != now:
+      diff = sorted(was ^ now)
+      raise RunError(f"the run in {workdir} recorded other {part} subjects in {SUBJECTS_FILE} than the "
+                     f"data gives now ({len(diff)} differ, e.g. {diff[0]!r}): the data or "
+                     "data.holdout_fraction/holdout_seed changed; use the run's data or another --workdir")
 
 
 def read_run_record(workdir: str) -> dict | None:

@@ -50,6 +50,12 @@ class SliceDataset:
     return SliceDataset(**{f.name: getattr(self, f.name)[mask_or_index]
                            for f in dataclasses.fields(self)})
 
+  @staticmethod
+  def concat(parts: Sequence["SliceDataset"]) -> "SliceDataset":
+    """The rows of `parts`, one after another."""
+    return SliceDataset(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                           for f in dataclasses.fields(SliceDataset)})
+
   def counts(self) -> dict[tuple[str, str], int]:
     """Number of slices per (level, pattern)."""
     return {(l, p): int(np.sum((self.level == l) & (self.pattern == p)))
@@ -115,6 +121,25 @@ def load(path: str | os.PathLike) -> SliceDataset:
   except Exception as e:  # zipfile, pickle and value errors of a corrupt file
     raise DataError(f"{path}: cannot read the data set ({type(e).__name__}: {e})") from e
   return ds.validate(path)
+
+
+def subject_split(ds: SliceDataset, holdout_fraction: float, seed: int) -> np.ndarray:
+  """[N] bool, True for slices of held-out subjects: round(holdout_fraction x the
+  subjects) of each pattern, at least one where a pattern has two or more (a subject's
+  first slice decides its pattern), so every pattern is represented in both parts.
+  holdout_fraction 0 holds out nothing."""
+  if holdout_fraction == 0:
+    return np.zeros(len(ds), bool)
+  rng = np.random.default_rng(seed)
+  subjects, first = np.unique(ds.subject, return_index=True)
+  held = set()
+  for p in conditions.PATTERNS:
+    group = subjects[ds.pattern[first] == p]
+    if len(group) < 2:
+      continue
+    k = max(1, int(round(holdout_fraction * len(group))))
+    held.update(rng.permutation(group)[:k].tolist())
+  return np.isin(ds.subject, sorted(held))
 
 
 def select_levels(ds: SliceDataset, levels: Sequence[str], source: str = "data set") -> SliceDataset:

@@ -3,6 +3,7 @@ simulated default set; and `--mode=simulate`'s files in the workdir."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -15,6 +16,7 @@ import numpy as np
 from spect_fastgan_jax import outputs
 from spect_fastgan_jax.data import contact_sheet, dataset, manifest, simulate
 from spect_fastgan_jax.data.dataset import DataError, SliceDataset
+from spect_fastgan_jax.errors import check_field, is_number, is_whole
 
 Log = Callable[[str], None]
 
@@ -82,11 +84,55 @@ def source_name(data_config) -> str:
   return data_config.npz or data_config.manifest or "simulated data set"
 
 
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """A run's slices: `train` the GAN sees, `holdout` the subjects it never sees
+  (empty without config field data.holdout_fraction)."""
+  train: SliceDataset
+  holdout: SliceDataset
+
+  def subjects(self) -> dict[str, list[str]]:
+    """{"train": [...], "holdout": [...]}, sorted: what <workdir>/subjects.json records."""
+    return {"train": sorted(set(self.train.subject.tolist())),
+            "holdout": sorted(set(self.holdout.subject.tolist()))}
+
+
+def check_holdout_config(data_config) -> None:
+  """Raises ConfigError unless data.holdout_fraction is in [0, 1) and data.holdout_seed a
+  whole number >= 0."""
+  v = data_config.holdout_fraction
+  check_field(is_number(v) and 0 <= v < 1, "data.holdout_fraction", v, "must be a number in [0, 1)")
+  seed = data_config.holdout_seed
+  check_field(is_whole(seed) and seed >= 0, "data.holdout_seed", seed, "must be a whole number >= 0")
+
+
+def split_holdout(ds: SliceDataset, data_config, source: str = "data set") -> Split:
+  """`ds` (every slice of the run's levels) split into the subjects the GAN trains on
+  and those held out (config fields data.holdout_fraction, data.holdout_seed)."""
+  check_holdout_config(data_config)
+  held = dataset.subject_split(ds, float(data_config.holdout_fraction), int(data_config.holdout_seed))
+  split = Split(ds.subset(~held), ds.subset(held))
+  if held.any():
+    dataset.select_levels(split.train, data_config.levels, f"{source} without its held-out subjects")
+  return split
+
+
+def load_split(data_config, log: Log = print) -> Split:
+  """The run's slices (build_full_set restricted to `data.levels`), split into training
+  and held-out subjects; DataError if a pattern the run conditions on has no slices."""
+  ds = dataset.select_levels(build_full_set(data_config, log), data_config.levels,
+                             source_name(data_config))
+  split = split_holdout(ds, data_config, source_name(data_config))
+  if len(split.holdout):
+    log(f"holding out {len(split.holdout)} slices of {len(split.subjects()['holdout'])} subjects "
+        f"(data.holdout_fraction {data_config.holdout_fraction}); the GAN trains on "
+        f"{len(split.train)} slices of {len(split.subjects()['train'])}")
+  return split
+
+
 def load_training_set(data_config, log: Log = print) -> SliceDataset:
-  """The slices a run trains (or evaluates) on: build_full_set restricted to
-  `data.levels`; DataError if a pattern the run conditions on has no slices."""
-  ds = build_full_set(data_config, log)
-  return dataset.select_levels(ds, data_config.levels, source_name(data_config))
+  """The slices the GAN trains on: load_split's training subjects."""
+  return load_split(data_config, log).train
 
 
 def _same(a: SliceDataset, b: SliceDataset) -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from spect_fastgan_jax import augment, conditions, provenance
+from spect_fastgan_jax.data import dataset
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.outputs import atomic_write
 from spect_fastgan_jax.evaluation.metrics import normalise
@@ -100,21 +101,12 @@ def real_labelled(ds: SliceDataset) -> Labelled:
 
 
 def subject_split(ds: SliceDataset, holdout_fraction: float, seed: int) -> np.ndarray:
-  """[N] bool, True for slices of held-out subjects. Subjects are drawn per pattern
-  (a subject's first slice decides), so every pattern is represented in both parts."""
+  """[N] bool, True for slices of the classifier's held-out subjects (drawn per
+  pattern: data.dataset.subject_split)."""
   if not 0 < holdout_fraction < 1:
     raise ConfigError(f"config field evaluate.classifier.holdout_fraction must be in (0, 1), "
                      f"got {holdout_fraction}")
-  rng = np.random.default_rng(seed)
-  subjects, first = np.unique(ds.subject, return_index=True)
-  held = set()
-  for p in conditions.PATTERNS:
-    group = subjects[ds.pattern[first] == p]
-    if len(group) < 2:
-      continue
-    k = max(1, int(round(holdout_fraction * len(group))))
-    held.update(rng.permutation(group)[:k].tolist())
-  return np.isin(ds.subject, sorted(held))
+  return dataset.subject_split(ds, holdout_fraction, seed)
 
 
 @dataclasses.dataclass
@@ -256,11 +248,14 @@ def cache_dir(workdir: str) -> str:
   return os.path.join(workdir, "evaluation", "classifiers")
 
 
-def cache_key(ds: SliceDataset, cfg) -> str:
-  """Hash of the real data (slices and labels), the classifier config and CACHE_VERSION."""
+def cache_key(ds: SliceDataset, cfg, holdout: np.ndarray | None = None) -> str:
+  """Hash of the real data (slices and labels), the classifier config, CACHE_VERSION and,
+  when given, the held-out rows (a split not drawn by the config)."""
   h = hashlib.sha256()
   for arr in (ds.slices, ds.level, ds.pattern, ds.side, ds.subject):
     h.update(np.ascontiguousarray(arr).tobytes())
+  if holdout is not None:
+    h.update(b"holdout" + np.packbits(holdout).tobytes())
   h.update(json.dumps(cfg.to_dict(), sort_keys=True, default=list).encode())
   h.update(str(CACHE_VERSION).encode())
   return h.hexdigest()[:16]
@@ -277,11 +272,16 @@ class Reference:
 
 
 def reference(ds: SliceDataset, cfg, cache_dir: str,
-              log: Callable[[str], None] = lambda m: None) -> Reference:
-  """The data set's classifier: loaded from `cache_dir` if this (data set, config)
-  was trained before, else trained on the training subjects and cached there."""
-  key = cache_key(ds, cfg)
-  holdout = subject_split(ds, float(cfg.holdout_fraction), int(cfg.seed))
+              log: Callable[[str], None] = lambda m: None,
+              holdout: np.ndarray | None = None) -> Reference:
+  """The data set's classifier: loaded from `cache_dir` if this (data set, config, split)
+  was trained before, else trained on the training subjects and cached there.
+
+  holdout: [N] bool, the rows to test on (a run's held-out subjects); default the
+  config's own subject_split."""
+  key = cache_key(ds, cfg, holdout)
+  if holdout is None:
+    holdout = subject_split(ds, float(cfg.holdout_fraction), int(cfg.seed))
   module = ConditionClassifier(tuple(int(w) for w in cfg.widths), int(cfg.features))
   path = os.path.join(cache_dir, f"classifier-{key}.msgpack")
   levels = tuple(l for l in conditions.LEVELS if l in set(ds.level))

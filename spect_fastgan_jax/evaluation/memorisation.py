@@ -181,6 +181,8 @@ class NewPatientReference:
   pixel: dict            # (level, pattern) -> [n] distances
   feature: dict          # (level, pattern) -> [n] distances, or empty without features
   train_features: np.ndarray | None
+  # Who stands in for new patients: "leave-one-subject-out" or "held-out subjects the run never saw".
+  new_patients: str = "leave-one-subject-out"
 
   def threshold(self, level: str, pattern: str, space: str = "pixel") -> float:
     """Distances below this are near-copies: the `quantile` of the new-patient distances."""
@@ -217,7 +219,10 @@ class NewPatientReference:
                     f"+/-{self.max_shift} rows"
                     + (", left-right flip for normal and bilateral" if self.flip else "")
                     + f") below the {self.quantile:g} quantile of the same distance for real "
-                    "subjects against the other subjects (leave-one-subject-out)",
+                    + ("subjects against the other subjects (leave-one-subject-out)"
+                       if self.new_patients == "leave-one-subject-out" else
+                       "subjects the run never trained on (its held-out subjects)"),
+            "new_patients": self.new_patients,
             "quantile": self.quantile, "smooth_px": self.smooth_px, "max_shift": self.max_shift,
             "flip": self.flip,
             "training_slices": int(len(self.train.images)),
@@ -227,9 +232,13 @@ class NewPatientReference:
 def new_patient_reference(ds: SliceDataset, *, max_shift: int, flip: bool, quantile: float = 0.01,
                           smooth_px: float = 1.0,
                           features: Callable[[np.ndarray], np.ndarray] | None = None,
+                          new_patients: SliceDataset | None = None,
                           log: Callable[[str], None] = lambda m: None) -> NewPatientReference:
   """Builds the reference of `ds` (the run's training set). `features`, when given,
-  maps images [N, 64, 64] to classifier features [N, F]."""
+  maps images [N, 64, 64] to classifier features [N, F]. `new_patients`, when given,
+  are subjects the run never trained on (its held-out subjects): their centre slices'
+  distances to `ds` are the reference. Without them each real subject of `ds` stands in
+  for a new patient against the other subjects (leave-one-subject-out)."""
   if not 0 < quantile < 1:
     raise ConfigError(f"config field evaluate.memorisation.near_copy_quantile must be in (0, 1), got {quantile}")
   if not 0 <= smooth_px <= 8:
@@ -237,21 +246,24 @@ def new_patient_reference(ds: SliceDataset, *, max_shift: int, flip: bool, quant
   train = TrainingSlices.of(ds)
   train_f = features(train.images) if features is not None else None
   train_px = for_pixels(train.images, smooth_px)
-  real_f = features(metrics.normalise(ds.slices[:, 1])) if features is not None else None
-  real = for_pixels(ds.slices[:, 1], smooth_px)
+  queries = ds if new_patients is None else new_patients
+  real_f = features(metrics.normalise(queries.slices[:, 1])) if features is not None else None
+  real = for_pixels(queries.slices[:, 1], smooth_px)
   pixel, feature = {}, {}
-  for level, pattern in _conditions(ds.level, ds.pattern):
-    q = np.flatnonzero((ds.level == level) & (ds.pattern == pattern))
+  for level, pattern in _conditions(queries.level, queries.pattern):
+    q = np.flatnonzero((queries.level == level) & (queries.pattern == pattern))
     cand = np.flatnonzero(train.mask(level, pattern))
-    own = ds.subject[q][:, None] == train.subject[cand][None, :]
+    # A subject's own slices are never its nearest "other patient" (none are, for held-out subjects).
+    own = queries.subject[q][:, None] == train.subject[cand][None, :]
     pixel[(level, pattern)] = nearest_pixel(real[q], train_px[cand],
                                             shifts_and_flips(max_shift, flip, pattern), own).distance
     if features is not None:
       feature[(level, pattern)] = nearest_feature(real_f[q], train_f[cand], own).distance
-  log(f"memorisation reference: {len(ds)} real slices against {len(train.images)} training slices "
-      f"(leave-one-subject-out), shifts +/-{max_shift}, flip {'on' if flip else 'off'}")
+  how = "leave-one-subject-out" if new_patients is None else "held-out subjects the run never saw"
+  log(f"memorisation reference: {len(queries)} real slices against {len(train.images)} training slices "
+      f"({how}), shifts +/-{max_shift}, flip {'on' if flip else 'off'}")
   return NewPatientReference(train, train_px, float(smooth_px), int(max_shift), bool(flip), float(quantile),
-                             pixel, feature, train_f)
+                             pixel, feature, train_f, how)
 
 
 def _conditions(level: np.ndarray, pattern: np.ndarray) -> list[tuple[str, str]]:
@@ -311,7 +323,7 @@ def audit(ref: NewPatientReference, images: np.ndarray, level: np.ndarray, patte
     r.update(subject=str(ref.train.subject[t]), row=int(ref.train.row[t]), slice=str(ref.train.which[t]))
   n = len(images)
   return {"settings": {"quantile": ref.quantile, "smooth_px": ref.smooth_px, "max_shift": ref.max_shift,
-                       "flip": ref.flip,
+                       "flip": ref.flip, "new_patients": ref.new_patients,
                        "distances": list(spaces), "training_slices": int(len(ref.train.images))},
           "per_condition": per, "c_t": c_t,
           "near_copy_share": {s: float(near[s].mean()) if n else 0.0 for s in spaces},

@@ -11,7 +11,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from spect_fastgan_jax import conditions, outputs, provenance, sample
-from spect_fastgan_jax.data.dataset import SliceDataset
+from spect_fastgan_jax import workdir as workdir_lib
+from spect_fastgan_jax.data.dataset import DataError, SliceDataset
 from spect_fastgan_jax.evaluation import (augmentation, classifier, criteria, figures,
                                           memorisation, score, stats)
 from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
@@ -33,20 +34,53 @@ def real_group(ds: SliceDataset) -> score.Group:
   return score.Group("real", ds.slices[:, 1], ds.level, ds.pattern, ds.side)
 
 
+def check_unseen(test: SliceDataset, runs: Sequence[RunSpec]) -> None:
+  """DataError naming a subject of `test` that a run trained on (its subjects.json), or
+  a run that records no training subjects: held-out figures must come from patients no
+  run under test has seen."""
+  subjects = set(test.subject.tolist())
+  for run in runs:
+    recorded = workdir_lib.read_subjects(run.workdir)
+    if recorded is None:
+      raise DataError(f"the run {run.label} in {run.workdir} records no training subjects "
+                      f"({workdir_lib.SUBJECTS_FILE}): it may have trained on the {len(subjects)} "
+                      "held-out test subjects, so it cannot be evaluated on them")
+    seen = sorted(subjects & set(recorded["train"]))
+    if seen:
+      raise DataError(f"the evaluation would test on subject {seen[0]!r}"
+                      + (f" and {len(seen) - 1} more" if len(seen) > 1 else "")
+                      + f", which the run {run.label} in {run.workdir} trained on "
+                      f"({workdir_lib.SUBJECTS_FILE}); compare runs held out on the same subjects")
+
+
 def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache_dir: str,
-             overwrite: bool = False, log: Log = lambda m: None) -> str:
-  """Generates each run's images, scores them against `ds` (the first run's real slices)
-  and writes report.md, report.json and the figures into `out_dir`.
+             overwrite: bool = False, log: Log = lambda m: None,
+             test: SliceDataset | None = None) -> str:
+  """Generates each run's images, scores them against `ds` (the first run's real
+  training slices) and writes report.md, report.json and the figures into `out_dir`.
+
+  test: the subjects the runs never trained on (config field data.holdout_fraction). Then
+    the condition classifier trains on `ds` and is tested on them, the augmentation study
+    tests on them and the memorisation audit takes them as its new patients; a run that
+    trained on one of them is refused (check_unseen). Without it the classifier holds out
+    a share of `ds`'s subjects itself (subjects the runs trained on).
 
   An existing `out_dir` is refused unless `overwrite`; the outputs are written to a
   temporary folder that replaces it only when complete. Returns out_dir.
   """
   hint = ", or choose another seed (--config.evaluate.seed)"
   augmentation.check_config(cfg)
+  if test is not None:
+    check_unseen(test, runs)
   outputs.refuse_existing(out_dir, overwrite, hint)  # before minutes of work, not after
   t0 = time.time()
   real = real_group(ds)
-  ref = classifier.reference(ds, cfg.classifier, cache_dir, log)
+  if test is None:
+    everyone, ref = ds, classifier.reference(ds, cfg.classifier, cache_dir, log)
+  else:
+    everyone = SliceDataset.concat([ds, test])
+    ref = classifier.reference(everyone, cfg.classifier, cache_dir, log,
+                               holdout=np.arange(len(everyone)) >= len(ds))
   real_pred = ref.trained.predict(real.images)
   counts = real_counts(real)
   fakes, scores, study, memo, memo_refs, memo_figs = [], {}, {}, {}, {}, {}
@@ -62,12 +96,12 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
     scores[run.label] = score.run_scores(real, real_pred, fake, fake_pred, _levels(real),
                                          int(cfg.ms_ssim_pairs))
     if cfg.augmentation_study:
-      study[run.label] = augmentation.study(ds, ref, fake, cfg.classifier, _levels(real),
+      study[run.label] = augmentation.study(everyone, ref, fake, cfg.classifier, _levels(real),
                                             int(cfg.augmentation_repeats),
                                             int(cfg.augmentation_steps), log)
     if mcfg.enabled:
       memo[run.label], memo_figs[run.label] = _memorisation(ds, ref, run, fake, fake_pred, mcfg,
-                                                            memo_refs, log)
+                                                            memo_refs, log, test)
   paper = score.paper_stats([real] + fakes)
   result = {
       "runs": [{"label": r.label, "workdir": os.path.abspath(r.workdir), "epoch": r.epoch,
@@ -75,8 +109,11 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
                 "symmetric_flip": sample.symmetric_flip(r.config)} for r in runs],
       "seed": int(cfg.seed), "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
       "paper": paper, "classifier": {"cache_key": ref.key, "holdout_accuracy": ref.holdout_accuracy,
-                                     "holdout_subjects": int(len(np.unique(ds.subject[ref.holdout]))),
+                                     "holdout_subjects": int(len(np.unique(everyone.subject[ref.holdout]))),
                                      "trained_with": ref.trained_with},
+      "test_subjects": {
+          "unseen_by_the_runs": test is not None,
+          "subjects": sorted(set(everyone.subject[ref.holdout].tolist()))},
       "runs_scores": scores, "augmentation": study, "memorisation": memo,
       "evaluate_config": cfg.to_dict(),
       "provenance": provenance.describe()}
@@ -100,16 +137,17 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
 
 
 def _memorisation(ds: SliceDataset, ref: classifier.Reference, run: RunSpec, fake: score.Group,
-                  fake_pred: dict, mcfg, refs: dict, log: Log):
+                  fake_pred: dict, mcfg, refs: dict, log: Log, test: SliceDataset | None = None):
   """The memorisation audit of one run's generated images; the reference (new-patient
-  distances) is built once per augmentation setting and reused across runs."""
+  distances: `test`'s subjects where given) is built once per augmentation setting and
+  reused across runs."""
   t0 = time.time()
   aug = run.config.augment
   setting = (int(aug.max_shift), bool(aug.flip), float(mcfg.near_copy_quantile), float(mcfg.smooth_px))
   if setting not in refs:
     refs[setting] = memorisation.new_patient_reference(
         ds, max_shift=setting[0], flip=setting[1], quantile=setting[2], smooth_px=setting[3],
-        features=lambda x: ref.trained.predict(x)["features"], log=log)
+        features=lambda x: ref.trained.predict(x)["features"], new_patients=test, log=log)
   new_patients = refs[setting]
   result = memorisation.audit(new_patients, fake.images, fake.level, fake.pattern, fake_pred["features"],
                               closest=int(mcfg.closest_shown))
@@ -194,7 +232,12 @@ def markdown(r: dict) -> str:
   out += ["", "Diversity ratio = (1 - MS-SSIM generated) / (1 - MS-SSIM real): 1 = as varied as the "
           "real slices, near 0 = collapsed.", "", "![Fig. 6](fig6_maps.png)", "",
           "## Condition fidelity (classifier trained on real subjects)", "",
-          f"Held-out real subjects: {r['classifier']['holdout_subjects']}. A generated image counts "
+          f"Held-out real subjects: {r['classifier']['holdout_subjects']}"
+          + (" (held out of GAN training too: patients no run under test has seen)"
+             if r.get("test_subjects", {}).get("unseen_by_the_runs") else
+             " (the runs trained on them: the GAN saw these patients; set data.holdout_fraction "
+             "to test on patients it never saw)")
+          + ". A generated image counts "
           "as right when the classifier gives the level and pattern it was asked for.", "",
           "| condition | held-out real | " + " | ".join(labels) + " | "
           + " | ".join(f"{l} Frechet / kernel" for l in labels) + " |",
@@ -272,8 +315,11 @@ def _memorisation_md(r: dict) -> list[str]:
   out = ["", "## Memorisation audit: new images or copies of training patients?", "",
          "For every generated image, the distance to its nearest training slice of the same "
          "condition (centre slices and the slices above and below them), against the same distance "
-         "from each real subject's slice to the other subjects' slices (leave-one-subject-out: a "
-         "patient the run has not seen). Pixel: RMS difference of max-normalised slices smoothed "
+         + ("from each real subject's slice to the other subjects' slices (leave-one-subject-out: a "
+            "patient the run has not seen)"
+            if first.get("new_patients", "leave-one-subject-out") == "leave-one-subject-out" else
+            "from the slices of the held-out subjects, patients the run never trained on")
+         + ". Pixel: RMS difference of max-normalised slices smoothed "
          f"by a Gaussian of {first.get('smooth_px', 0):g} px, minimised "
          f"over shifts of +/-{first['max_shift']} rows" + (" and, for normal and bilateral slices, a "
          "left-right flip" if first["flip"] else "") + " (the run's augmentation); feature: the "

@@ -1,0 +1,121 @@
+"""Subject-held-out training (config field data.holdout_fraction): the GAN never sees the
+held-out subjects, and evaluate tests on exactly them or refuses."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from configs import dataset_a
+from configs import evaluate as eval_config
+from conftest import make_tiny, toy_dataset
+from spect_fastgan_jax import errors, input_pipeline, modes, train
+from spect_fastgan_jax.data import dataset as dataset_lib
+from spect_fastgan_jax.data import source
+from spect_fastgan_jax.evaluation import report
+
+
+def _config(npz=None, fraction=0.34):
+  config = make_tiny(dataset_a.get_config())
+  config.num_epochs = 1
+  config.data.holdout_fraction = fraction
+  if npz:
+    config.data.npz = str(npz)
+  return config
+
+
+def test_split_is_per_pattern_and_by_subject():
+  ds = toy_dataset(3)
+  ds = dataset_lib.SliceDataset(ds.slices, ds.level, ds.pattern, ds.side,
+                                np.array([f"p{i // 3}" for i in range(len(ds))]))  # 3 slices a subject
+  held = dataset_lib.subject_split(ds, 0.34, seed=0)
+  for subject in np.unique(ds.subject):   # a subject's slices all go one way
+    assert len(set(held[ds.subject == subject])) == 1
+  for pattern in ("normal", "unilateral", "bilateral"):
+    assert held[ds.pattern == pattern].any() and not held[ds.pattern == pattern].all()
+  assert not dataset_lib.subject_split(ds, 0.0, seed=0).any()
+  cfg = _config().data
+  cfg.holdout_seed = 1
+  other = source.split_holdout(ds, cfg)
+  assert set(other.subjects()["holdout"]) != set(ds.subject[held])
+
+
+def test_held_out_subjects_never_reach_the_gan(tmp_path, monkeypatch):
+  ds = toy_dataset(3)
+  drawn_from = []
+  device_data = input_pipeline.device_data
+  monkeypatch.setattr(input_pipeline, "device_data",
+                      lambda d, *a, **k: drawn_from.append(d) or device_data(d, *a, **k))
+  workdir = tmp_path / "run"
+  train.train(_config(), str(workdir), ds, log=lambda m: None)
+  subjects = json.load(open(workdir / "subjects.json"))
+  assert subjects["holdout"] and not set(subjects["holdout"]) & set(subjects["train"])
+  assert sorted(subjects["train"] + subjects["holdout"]) == sorted(ds.subject)
+  # Every training batch is gathered from this one device copy of the data set.
+  (seen,) = drawn_from
+  assert set(seen.subject) == set(subjects["train"])
+  held = ds.slices[np.isin(ds.subject, subjects["holdout"])]
+  assert not any((seen.slices == h).all(axis=(1, 2, 3)).any() for h in held)   # not by content either
+  record = json.load(open(workdir / "config.json"))
+  assert sum(record["data_counts"].values()) == len(seen)
+  # Resuming on data whose split differs (a subject gone) is refused before any work.
+  config = _config()
+  config.num_epochs = 2
+  fewer = ds.subset(ds.subject != subjects["holdout"][0])
+  with pytest.raises(errors.RunError, match="subjects.json"):
+    train.train(config, str(workdir), fewer, log=lambda m: None)
+
+
+def _write_subjects(path, train_subjects, holdout):
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(path, "subjects.json"), "w") as f:
+    json.dump({"train": train_subjects, "holdout": holdout}, f)
+  return report.RunSpec(os.path.basename(path), str(path), None, 1)
+
+
+def test_evaluation_that_would_test_on_a_trained_subject_is_refused(tmp_path):
+  test = toy_dataset(1)   # subjects s0..s8
+  unseen = _write_subjects(tmp_path / "a", ["x1", "x2"], sorted(test.subject))
+  report.check_unseen(test, [unseen])
+  overlapping = _write_subjects(tmp_path / "b", ["x1", "s4", "s7"], [])
+  with pytest.raises(errors.DataError, match=r"subject 's4' and 1 more, which the run b"):
+    report.check_unseen(test, [unseen, overlapping])
+  unknown = report.RunSpec("c", str(tmp_path / "c"), None, 1)
+  with pytest.raises(errors.DataError, match="records no training subjects"):
+    report.check_unseen(test, [unknown])
+
+
+def test_bad_holdout_fields_are_refused():
+  for field, value in (("holdout_fraction", 1.0), ("holdout_fraction", -0.1), ("holdout_seed", -1)):
+    config = _config()
+    config.data[field] = value
+    with pytest.raises(errors.ConfigError, match=f"data.{field}"):
+      train.check_config(config)
+
+
+def test_evaluate_tests_on_the_held_out_subjects(tmp_path):
+  npz = tmp_path / "toy.npz"
+  ds = toy_dataset(3)
+  ds.save(npz)
+  config = _config(npz)
+  config.evaluate = eval_config.get_config()
+  config.evaluate.classifier.widths = (4, 8, 8)
+  config.evaluate.classifier.features = 16
+  config.evaluate.classifier.steps = 20
+  config.evaluate.ms_ssim_pairs = 20
+  config.evaluate.augmentation_study = False
+  workdir = str(tmp_path / "run")
+  train.train(config, workdir, ds, log=lambda m: None)
+  holdout = json.load(open(os.path.join(workdir, "subjects.json")))["holdout"]
+  out = modes.evaluate(config, workdir, epoch=1, log=lambda m: None)
+  r = json.load(open(os.path.join(out, "report.json")))
+  assert r["test_subjects"] == {"unseen_by_the_runs": True, "subjects": holdout}
+  assert r["classifier"]["holdout_subjects"] == len(holdout)
+  memo = r["memorisation"][os.path.basename(workdir)]
+  assert memo["settings"]["new_patients"] == "held-out subjects the run never saw"
+  held_rows = int(np.isin(ds.subject, holdout).sum())
+  assert sum(c["new_patients"]["n"] for c in memo["per_condition"]["pixel"].values()) == held_rows
+  # The generated images match the training subjects' counts, not the whole set's.
+  assert sum(r["counts"].values()) == len(ds) - held_rows
+  assert "patients no run under test has seen" in open(os.path.join(out, "report.md")).read()
