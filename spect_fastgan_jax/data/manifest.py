@@ -79,7 +79,7 @@ def read_rows(manifest: str) -> list[Row]:
   base = os.path.dirname(os.path.abspath(manifest))
   rows = []
   for number, (line, cells) in enumerate(lines, start=1):
-    where = f"{manifest}: row {number} (line {line})"
+    where = f"{manifest}: row {number} (line {line}" + (f", file {cells[0]})" if cells[0] else ")")
     if len(cells) > len(columns) or len(cells) < len(REQUIRED):
       raise DataError(f"{where}: {len(cells)} fields; expected {len(REQUIRED)} to {len(columns)} "
                       f"({','.join(columns)})")
