@@ -123,7 +123,7 @@ MANIFEST_CASES = [
     ("level", "cerebrum"), ("pattern", "partial"), ("side", "middle"), ("side_on_normal", "left"),
     ("slice_text", "four"), ("slice_text", "4.5"), ("slice_text", ""), ("slice_text", "nan"),
     ("slice_low", 0), ("slice_low", -1), ("slice_high", N_SLICES - 1), ("slice_high", N_SLICES + 3),
-    ("int_overflow_slice", 2**70), ("missing_file", "absent.nii.gz"), ("too_many_fields", "extra"),
+    ("int_overflow_slice", 2**70), ("missing_file", "absent.nii.gz"), ("too_many_fields", "extra,more"),
     ("too_few_fields", None), ("empty_path", None),
     ("nan_volume", -1), ("inf_volume", 0), ("negative_volume", 1), ("zero_slice", 1),
     ("flat_volume", None), ("garbage_volume", 0), ("garbage_volume", 500),
@@ -154,7 +154,7 @@ def test_a_broken_manifest_or_volume_is_refused_naming_the_row_and_file(tmp_path
   elif fault == "missing_file":
     line[0] = detail
   elif fault == "too_many_fields":
-    line.append(detail)
+    line.extend(detail.split(","))
   elif fault == "too_few_fields":
     del line[2:]
   elif fault == "empty_path":
