@@ -212,10 +212,13 @@ STORAGE = {"float32": (np.float32, None), "float64": (np.float64, None),
            "int16 scaled": (np.int16, (0.25, 3.0)), "uint8 scaled": (np.uint8, (0.5, 0.0))}
 
 
+@pytest.mark.parametrize("chunk", [1, 1 << 16])  # voxels a read: a line of a slice, or a slice
 @pytest.mark.parametrize("storage", sorted(STORAGE))
 @pytest.mark.parametrize("order,flips", [((0, 1, 2), (1, 1, 1)), ((0, 1, 2), (-1, -1, -1)),
                                          ((2, 0, 1), (1, -1, 1)), ((1, 2, 0), (-1, 1, -1))])
-def test_a_slab_read_lazily_equals_the_whole_volumes_slab_bit_for_bit(tmp_path, order, flips, storage):
+def test_a_slab_read_lazily_equals_the_whole_volumes_slab_bit_for_bit(tmp_path, monkeypatch, order, flips,
+                                                                      storage, chunk):
+  monkeypatch.setattr(volumes, "READ_CHUNK_VOXELS", chunk)
   dtype, scaling = STORAGE[storage]
   affine = ras_affine(order, flips)
   shape = tuple({0: 64, 1: 64, 2: 9}[w] for w in order)
@@ -236,17 +239,17 @@ def test_a_slab_read_lazily_equals_the_whole_volumes_slab_bit_for_bit(tmp_path, 
 
 def test_one_slice_of_a_large_volume_costs_its_slices_not_the_volume(tmp_path):
   import tracemalloc
-  shape = (128, 128, 400)  # 25 MiB as float32; the three slices read are 192 KiB
+  shape = (256, 256, 100)  # 25 MiB as float32; the three slices read are 768 KiB
   nib.save(nib.Nifti1Image(np.ones(shape, np.float32), np.eye(4)), str(tmp_path / "big.nii.gz"))
   tracemalloc.start()
   try:
-    three, _ = volumes.neighbour_slices(volumes.read_volume(str(tmp_path / "big.nii.gz")), 200,
+    three, _ = volumes.neighbour_slices(volumes.read_volume(str(tmp_path / "big.nii.gz")), 50,
                                         "big.nii.gz")
     peak = tracemalloc.get_traced_memory()[1]
   finally:
     tracemalloc.stop()
-  slices = 3 * 128 * 128 * 4
-  assert three.shape == (3, 128, 128) and peak < 2 * slices + (4 << 20), peak
+  slices = 3 * 256 * 256 * 4
+  assert three.shape == (3, 256, 256) and peak < 2 * slices + (1 << 20), peak
 
 
 def blob_on_left(ras):

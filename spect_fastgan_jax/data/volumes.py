@@ -36,6 +36,9 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 # wrong file, or one whose whole read (DICOM) would not fit in memory.
 MAX_SLICE_PIXELS = 2048 * 2048
 MAX_VOXELS = 1 << 30  # 4 GiB as float32
+# A NIfTI slice is read in pieces of about this many voxels (256 KiB of float32), so
+# that nibabel's buffers for a piece cost a constant, whatever the matrix.
+READ_CHUNK_VOXELS = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +46,8 @@ class Volume:
   """A 3-D volume in RAS+ order, read slab by slab.
 
   shape: (X, Y, Z) voxels in RAS+ order; spacing: (x, y, z) voxel size in mm;
-  slab(lo, hi): float32 [X, Y, hi - lo], the axial slices lo..hi-1 (only those are read).
+  slab(lo, hi): float32 [X, Y, hi - lo], the axial slices lo..hi-1 (only those are read;
+  perhaps a view, not to be written to).
   """
   shape: tuple[int, int, int]
   spacing: tuple[float, float, float]
@@ -98,28 +102,41 @@ def _lazy_canonical(dataobj, file_shape: tuple[int, ...], affine: np.ndarray, pa
   """`to_canonical` of an array proxy (nibabel's `img.dataobj`, `file_shape` its
   shape, trailing singleton axes included) whose slabs are read when asked for.
 
-  The RAS+ axial slices lo..hi-1 are the file's slices lo..hi-1 along the axis that
-  becomes RAS+ axis 2, counted from its other end when that axis is flipped; the
-  slab then gets the same flips and permutation as the whole array would, so it
-  equals the whole array's slab bit for bit.
+  RAS+ axial slice j is the file's slice j along the axis that becomes RAS+ axis 2,
+  counted from its other end when that axis is flipped; each piece read gets the
+  same flips and permutation as the whole array would and lands where they put it,
+  so a slab equals the whole array's slab bit for bit. A slice is read in pieces of
+  about READ_CHUNK_VOXELS along the slower of its two axes in the file, in file
+  order (a gzip file only streams forwards), into the slab: a read costs the slab
+  plus a constant.
   """
   import nibabel as nib
   ornt, shape, spacing = _orientation_of(affine, file_shape[:3])
   axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])
-  flipped = ornt[axis, 1] < 0
-  n = int(file_shape[axis])
+  chunk_axis = max(i for i in range(3) if i != axis)  # slower in the file's Fortran order
+  n, m = int(file_shape[axis]), int(file_shape[chunk_axis])
+  line = int(np.prod([file_shape[i] for i in range(3) if i not in (axis, chunk_axis)]))
+  step = max(1, READ_CHUNK_VOXELS // line)
+  to, flip = int(ornt[chunk_axis, 0]), ornt[chunk_axis, 1] < 0
 
   def slab(lo: int, hi: int) -> np.ndarray:
+    out = np.empty(shape[:2] + (hi - lo,), np.float32)
     index = [slice(None)] * 3 + [0] * (len(file_shape) - 3)
-    index[axis] = slice(n - hi, n - lo) if flipped else slice(lo, hi)
-    try:
-      # dataobj[...] applies scl_slope / scl_inter, as np.asarray(dataobj) does.
-      block = np.asarray(dataobj[tuple(index)])
-    except MemoryError:
-      raise
-    except Exception as e:  # a truncated or corrupt data block
-      raise DataError(f"{path}: cannot read as NIfTI ({type(e).__name__}: {e})") from e
-    return np.ascontiguousarray(nib.orientations.apply_orientation(block, ornt), dtype=np.float32)
+    for j in (range(hi - 1, lo - 1, -1) if ornt[axis, 1] < 0 else range(lo, hi)):
+      index[axis] = slice(n - 1 - j, n - j) if ornt[axis, 1] < 0 else slice(j, j + 1)
+      for c in range(0, m, step):
+        index[chunk_axis] = slice(c, min(c + step, m))
+        try:
+          # dataobj[...] applies scl_slope / scl_inter, as np.asarray(dataobj) does.
+          block = np.asarray(dataobj[tuple(index)])
+        except MemoryError:
+          raise
+        except Exception as e:  # a truncated or corrupt data block
+          raise DataError(f"{path}: cannot read as NIfTI ({type(e).__name__}: {e})") from e
+        where = [slice(None), slice(None), j - lo]
+        where[to] = slice(m - min(c + step, m), m - c) if flip else index[chunk_axis]
+        out[tuple(where)] = nib.orientations.apply_orientation(block, ornt)[:, :, 0]
+    return out
 
   return Volume(shape, spacing, slab)
 
@@ -144,7 +161,9 @@ def read_nifti(path: str, series: str = "") -> Volume:
     raise DataError(f"{path}: the manifest's series column ({series!r}) picks a DICOM series, "
                     "but this is a NIfTI file: leave it empty")
   try:
-    img = nib.load(path)
+    # The file stays open while the Volume lives: the next slice of a gzip file is then
+    # read on from the last, not from the start.
+    img = nib.load(path, keep_file_open=True)
     dtype = img.get_data_dtype()
     shape = tuple(int(n) for n in img.shape)
     affine = np.asarray(img.affine, float)
