@@ -59,23 +59,13 @@ def check_free_space(path: str, need_bytes: int, what: str) -> None:
         "space (or use another --workdir) and run the same command again")
 
 
-def check_writable(path: str) -> None:
-  """Creates `path` if needed and proves it writable with a probe file (removed again).
-
-  A probe rather than os.access: root ignores permission bits, and a read-only
-  mount or a full disk only shows when a file is actually written.
-  """
-  path = os.path.abspath(path)
+def _probe(folder: str, what: str) -> None:
+  """Writes and removes a probe file in the existing `folder`; PreflightError naming
+  `what` (the folder as the user knows it) if that fails."""
   try:
-    os.makedirs(path, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".preflight-", dir=folder)
   except OSError as e:
-    raise PreflightError(f"cannot create the workdir {path}: {e.strerror or e}") from e
-  if not os.path.isdir(path):
-    raise PreflightError(f"the workdir {path} is not a folder")
-  try:
-    fd, probe = tempfile.mkstemp(prefix=".preflight-", dir=path)
-  except OSError as e:
-    raise PreflightError(f"the workdir {path} is not writable ({e.strerror or e}); nothing was "
+    raise PreflightError(f"{what} {folder} is not writable ({e.strerror or e}); nothing was "
                          "written: fix its permissions or use another --workdir") from e
   try:
     with os.fdopen(fd, "wb") as f:
@@ -83,13 +73,41 @@ def check_writable(path: str) -> None:
       f.flush()
       os.fsync(f.fileno())
   except OSError as e:
-    raise PreflightError(f"cannot write to the workdir {path} ({e.strerror or e}); nothing else "
+    raise PreflightError(f"cannot write to {what} {folder} ({e.strerror or e}); nothing else "
                          "was written: free some space or use another --workdir") from e
   finally:
     try:
       os.unlink(probe)
     except OSError:
       pass
+
+
+def check_writable(path: str) -> None:
+  """Creates the workdir `path` if needed and proves it writable with a probe file
+  (removed again).
+
+  A probe rather than os.access: root ignores permission bits, and a read-only
+  mount or a full disk only shows when a file is actually written.
+  """
+  path = os.path.abspath(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise PreflightError(f"the workdir {path} is a file, not a folder: give a folder as --workdir")
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise PreflightError(f"cannot create the workdir {path}: {e.strerror or e}") from e
+  if not os.path.isdir(path):
+    raise PreflightError(f"the workdir {path} is not a folder")
+  _probe(path, "the workdir")
+
+
+def check_can_create(path: str) -> None:
+  """Proves, creating nothing, that the folder `path` can be written: a probe file in
+  it, or in its nearest existing parent if it is not there yet."""
+  folder = _existing_parent(path)
+  if not os.path.isdir(folder):
+    raise PreflightError(f"cannot create {os.path.abspath(path)}: {folder} is a file, not a folder")
+  _probe(folder, "the folder")
 
 
 def check_workdir(path: str, need_bytes: int = 0, what: str = "the run's files") -> None:

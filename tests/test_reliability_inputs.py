@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from configs import dataset_a
-from spect_fastgan_jax import errors, train
+from conftest import make_tiny
+from spect_fastgan_jax import errors, modes, train
 from spect_fastgan_jax.data import dataset, manifest
 from spect_fastgan_jax.data.dataset import DataError, SliceDataset
 from spect_fastgan_jax import sharding
@@ -253,3 +254,66 @@ def test_a_batch_larger_than_the_data_set_is_refused_before_compiling(tmp_path):
   with pytest.raises(ValueError, match=r"batch_size \(64\) is larger than the data set \(9 slices\)"):
     train.train(config, str(tmp_path / "run"), SliceDataset(**arrays), log=lambda m: None)
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+# --- workdirs and run records --------------------------------------------------
+
+def _quiet(message):
+  pass
+
+
+@pytest.mark.parametrize("where", ["a file", "inside a file"])
+def test_simulate_into_a_workdir_that_is_a_file_is_one_line(tmp_path, where):
+  _volume(str(tmp_path / "v.nii.gz"), np.random.default_rng(0).uniform(1, 50, (64, 64, N_SLICES)))
+  (tmp_path / "scans.csv").write_text("v.nii.gz,3,COR,normal\n")
+  blocker = tmp_path / "run"
+  blocker.write_text("not a folder")
+  config = dataset_a.get_config()
+  config.data.manifest = str(tmp_path / "scans.csv")
+  workdir = blocker if where == "a file" else blocker / "run"
+  with pytest.raises(errors.UserError) as err:
+    modes.simulate(config, str(workdir), log=_quiet)
+  message = str(err.value)
+  assert str(blocker) in message and _one_line(message)
+  assert blocker.read_text() == "not a folder"
+
+
+RUN_RECORDS = ["[]", "{}", '"a run"', "3", "null", '{"config": []}', '{"config": {}}',
+               '{"config": {"seed": 0, "batch_size": 4}}']
+
+
+@pytest.mark.parametrize("text", RUN_RECORDS)
+def test_sampling_a_run_whose_config_json_has_the_wrong_shape_is_one_line(tmp_path, text):
+  (tmp_path / "config.json").write_text(text)
+  with pytest.raises(errors.UserError) as err:
+    modes.sample(dataset_a.get_config(), str(tmp_path), epoch=1, num_per_condition=1, overwrite=False,
+                 log=_quiet)
+  message = str(err.value)
+  assert f"{tmp_path / 'config.json'} is not a record this package wrote" in message
+  assert _one_line(message) and os.listdir(tmp_path) == ["config.json"]
+
+
+def test_a_read_only_workdir_is_refused_before_sampling(tmp_path, monkeypatch):
+  import errno
+  import types
+
+  from spect_fastgan_jax import preflight, sample
+  from spect_fastgan_jax import workdir as workdir_lib
+  workdir_lib.write_run_config(str(tmp_path), make_tiny(dataset_a.get_config()))
+
+  def read_only(*args, **kwargs):
+    raise OSError(errno.EROFS, "Read-only file system")
+
+  def generate(*args, **kwargs):
+    raise AssertionError("images generated before the workdir was checked")
+
+  # A read-only mount: root writes into folders without write permission, so the
+  # probe's write fails as the mount would make it fail.
+  monkeypatch.setattr(preflight, "tempfile", types.SimpleNamespace(mkstemp=read_only))
+  monkeypatch.setattr(sample, "generate", generate)
+  with pytest.raises(errors.UserError) as err:
+    modes.sample(dataset_a.get_config(), str(tmp_path), epoch=1, num_per_condition=1, overwrite=False,
+                 log=_quiet)
+  message = str(err.value)
+  assert f"{tmp_path} is not writable (Read-only file system)" in message and _one_line(message)
+  assert os.listdir(tmp_path) == ["config.json"]
