@@ -46,17 +46,51 @@ def free_bytes(path: str) -> int:
 
 
 def _mb(n: int) -> str:
-  return f"{n / 2**20:.1f} MB"
+  return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
 
 
-def check_free_space(path: str, need_bytes: int, what: str) -> None:
+def check_free_space(path: str, need_bytes: int, what: str,
+                     remedy: str = "Free some space (or use another --workdir)") -> None:
   """Raises PreflightError unless the disk of `path` has `need_bytes` plus headroom free."""
   free = free_bytes(path)
   if free < need_bytes + HEADROOM_BYTES:
     raise PreflightError(
         f"not enough free disk space for {what} in {os.path.abspath(path)}: {_mb(free)} free, "
-        f"about {_mb(need_bytes + HEADROOM_BYTES)} needed; nothing was written. Free some "
-        "space (or use another --workdir) and run the same command again")
+        f"about {_mb(need_bytes + HEADROOM_BYTES)} needed; nothing was written. {remedy} "
+        "and run the same command again")
+
+
+def planned_checkpoints(first_epoch: int, num_epochs: int, sampler_every: int,
+                        keep_train_states: int) -> tuple[int, int]:
+  """(sampler checkpoints, training states) that training epochs first..num_epochs
+  leaves on disk: a sampler checkpoint every `sampler_every` epochs and at the last
+  (never deleted), and the newest `keep_train_states` training states."""
+  if first_epoch > num_epochs:
+    return 0, 0
+  samplers = num_epochs // sampler_every - (first_epoch - 1) // sampler_every
+  if num_epochs % sampler_every:
+    samplers += 1
+  return samplers, min(keep_train_states, num_epochs - first_epoch + 1)
+
+
+def check_checkpoint_space(path: str, first_epoch: int, checkpoint_config, num_epochs: int,
+                           sampler_bytes: int, train_bytes: int, seeds: int = 1) -> None:
+  """PreflightError, before training writes anything, unless the disk of `path` has
+  room for every checkpoint that epochs first..num_epochs will leave (planned_checkpoints),
+  at `sampler_bytes` and `train_bytes` each (tree_bytes of the networks), for each of
+  `seeds` runs; the message gives the plan, what it needs and what is free."""
+  every, keep = checkpoint_config.sampler_every_epochs, checkpoint_config.keep_train_states
+  samplers, states = planned_checkpoints(first_epoch, num_epochs, every, keep)
+  need = seeds * (samplers * sampler_bytes + states * train_bytes)
+  if need:
+    check_free_space(
+        path, need,
+        f"the run's checkpoints ({samplers} sampler checkpoints of {_mb(sampler_bytes)} for epochs "
+        f"{first_epoch}..{num_epochs}, one every {every} (checkpoint.sampler_every_epochs) and the "
+        f"last, and {states} training states of {_mb(train_bytes)} (checkpoint.keep_train_states)"
+        + (f", for each of {seeds} seeds" if seeds > 1 else "") + ")",
+        remedy="Lower num_epochs, raise checkpoint.sampler_every_epochs, free some space or use "
+               "another --workdir,")
 
 
 def _probe(folder: str, what: str) -> None:
