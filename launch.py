@@ -105,6 +105,23 @@ def main(argv):
     sys.exit(130)
 
 
+def _parse_flags(argv):
+  """absl's flag parsing, but a config file that fails to load (an unknown variant,
+  a bad get_config argument) is one line naming it, exit 1, without the traceback
+  ml_collections puts in the message."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    if str(e).startswith(f"flag --{_CONFIG.name}="):
+      cause = e  # ml_collections re-raises get_config's error with a traceback as its text
+      while cause.__cause__ or cause.__context__:
+        cause = cause.__cause__ or cause.__context__
+      value = next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{_CONFIG.name}=")), "")
+      from spect_fastgan_jax import errors
+      _fail(str(errors.ConfigError(f"--{_CONFIG.name}={value}: {(str(cause).splitlines() or [''])[0]}")))
+  return app.parse_flags_with_usage(argv)  # absl's own message for any other bad flag
+
+
 def _fail(message: str):
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(1)
@@ -135,4 +152,4 @@ class _StopAfterEpoch:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -60,6 +60,8 @@ def sample(config, workdir: str, epoch: int | None, num_per_condition: int | Non
     log(f"no --epoch given: using the newest, {epoch}")
   test = info = None
   if reject_near_copies:
+    # The reference takes a while: a folder that cannot take the images fails first.
+    sample_lib.check_output_dir(sample_lib.output_dir(workdir, epoch, int(cfg.sample.seed)), overwrite)
     reference = _training_set_reference(cfg, _eval_config(config), workdir, log)
     test, info = reference.near_copies, reference.describe()
   return sample_lib.sample_run(cfg, workdir, epoch, num_per_condition=num_per_condition,

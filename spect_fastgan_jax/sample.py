@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spect_fastgan_jax import augment, checkpoints, conditions, models, outputs, provenance, rng
+from spect_fastgan_jax import (augment, checkpoints, conditions, models, outputs, preflight,
+                               provenance, rng)
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.errors import ConfigError, RunError, check_field, is_whole
 
@@ -280,6 +281,22 @@ def draw_without_near_copies(generate_rows: Callable[[np.ndarray, np.ndarray, np
   return images, index, dropped
 
 
+_SEED_HINT = ", or choose another seed (--config.sample.seed)"
+
+
+def output_dir(workdir: str, epoch: int, seed: int) -> str:
+  """Where sample_run writes the images of (epoch, seed)."""
+  return os.path.join(workdir, "samples", f"epoch_{epoch:04d}_seed{seed}")
+
+
+def check_output_dir(out_dir: str, overwrite: bool) -> None:
+  """Before any work is spent: OutputExistsError for an earlier output unless
+  `overwrite`, PreflightError if the folder cannot be written (a read-only workdir),
+  creating nothing."""
+  outputs.refuse_existing(out_dir, overwrite, _SEED_HINT)
+  preflight.check_can_create(os.path.dirname(out_dir))
+
+
 def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | None = None,
                seed: int | None = None, overwrite: bool = False,
                near_copy: NearCopyTest | None = None, near_copy_info: dict | None = None,
@@ -292,11 +309,14 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   indices (draw_without_near_copies); info.json records what was dropped, beside
   `near_copy_info` (the rule and its reference).
 
-  An existing output folder is refused unless `overwrite`; the new outputs are
-  written into a temporary folder that replaces the old one only when complete.
+  An existing output folder is refused unless `overwrite`, and one that cannot be
+  written, before any work (check_output_dir); the new outputs are written into a
+  temporary folder that replaces the old one only when complete.
   """
   check_config(config.sample)
   seed = int(config.sample.seed) if seed is None else check_seed(seed)
+  out_dir = output_dir(workdir, epoch, seed)
+  check_output_dir(out_dir, overwrite)
   levels = conditions.check_levels(config.data.levels)
   run_record = workdir_lib.read_run_record(workdir)
   if num_per_condition is None and config.sample.num_per_condition >= 0:
@@ -309,10 +329,6 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
 
   g, _ = models.from_config(config.model)
   g_vars = checkpoints.restore_sampler(workdir, epoch, generator_shapes(g, config))
-
-  out_dir = os.path.join(workdir, "samples", f"epoch_{epoch:04d}_seed{seed}")
-  hint = ", or choose another seed (--config.sample.seed)"
-  outputs.refuse_existing(out_dir, overwrite, hint)  # before any work is spent
 
   lv, pt = conditions.expand_counts(counts)
   log(f"sampling {len(lv)} images from epoch {epoch} (seed {seed}): "
@@ -339,7 +355,7 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
     log(f"near-copy filter: dropped {len(dropped)} of {len(lv) + len(dropped)} images drawn")
   cond = conditions.encode(levels, lv, pt)
 
-  with outputs.new_folder(out_dir, overwrite, hint) as tmp:
+  with outputs.new_folder(out_dir, overwrite, _SEED_HINT) as tmp:
     # index: each image's sample index; (checkpoint, seed, index) gives back the image.
     np.savez(os.path.join(tmp, "samples.npz"), images=images, level=lv, pattern=pt,
              condition=cond, seed=np.int64(seed), index=index, epoch=np.int64(epoch))

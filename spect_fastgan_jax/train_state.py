@@ -101,8 +101,6 @@ def restore_or_init(runs, ckpts, g, d, sampler_fn, data, mesh, log) -> tuple[int
   """
   config = runs[0][0]
   target = jax.eval_shape(lambda: create_train_state(config, g, d))  # the same for every seed
-  for _, w in runs:  # room for a training state and a sampler checkpoint (smaller)
-    preflight.check_free_space(w, 2 * preflight.tree_bytes(target), "the first checkpoints")
   restored = [ck.restore_latest(target, log) for ck in ckpts]
   lasts = [e for e, _ in restored]
   if len(set(lasts)) > 1:
@@ -115,6 +113,11 @@ def restore_or_init(runs, ckpts, g, d, sampler_fn, data, mesh, log) -> tuple[int
       restored = [(min(lasts), ck.restore_train(min(lasts), target)) for ck in ckpts]
       lasts = [min(lasts)] * len(runs)
   last = lasts[0]
+  # Room for every checkpoint the epochs still to train leave (seeds share a disk),
+  # before any is written; a sampler checkpoint holds G's weights and statistics.
+  preflight.check_checkpoint_space(
+      runs[0][1], (last or 0) + 1, config.checkpoint, config.num_epochs,
+      preflight.tree_bytes((target.g_params, target.g_stats)), preflight.tree_bytes(target), len(runs))
   if last is None:
     init = initial_state_fn(config, g, d)
     return None, [init(jax.random.PRNGKey(c.seed)) for c, _ in runs]

@@ -105,16 +105,25 @@ def read_run_record(workdir: str) -> dict | None:
 
 
 def read_json(path: str) -> dict | None:
-  """A JSON record the package wrote; None if there is none, RunError naming the file
-  if it is damaged (cut short, edited by hand) or unreadable."""
+  """A JSON record the package wrote (an object); None if there is none, RunError
+  naming the file if it is damaged (cut short, edited by hand, not an object) or
+  unreadable."""
   if not os.path.exists(path):
     return None
   try:
     with open(path) as f:
-      return json.load(f)
+      record = json.load(f)
   except (OSError, ValueError) as e:
     raise RunError(f"{path} cannot be read ({type(e).__name__}: {e}); restore it or use "
                    "another --workdir") from e
+  if not isinstance(record, dict):
+    raise _not_a_record(path, f"it holds a JSON {type(record).__name__}, not an object")
+  return record
+
+
+def _not_a_record(path: str, why: str) -> RunError:
+  return RunError(f"{path} is not a record this package wrote ({why}); restore it or use "
+                  "another --workdir")
 
 
 def read_run_config(workdir: str) -> ml_collections.ConfigDict | None:
@@ -126,7 +135,13 @@ def read_run_config(workdir: str) -> ml_collections.ConfigDict | None:
   record = read_run_record(workdir)
   if record is None:
     return None
-  config = record["config"]
+  path = os.path.join(workdir, "config.json")
+  config = record.get("config")
+  if not isinstance(config, dict):
+    raise _not_a_record(path, "no 'config' object in it")
+  missing = [f for f in RESUME_FIELDS if f not in config]
+  if missing:
+    raise _not_a_record(path, f"its config lacks the field(s) {', '.join(missing)}")
   for block, fields in ADDED_FIELDS.items():
     if isinstance(config.get(block), dict):
       config[block] = {**fields, **config[block]}

@@ -2,6 +2,7 @@
 manifest with its grain reader, and the errors every bad input gets."""
 
 import os
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -123,9 +124,10 @@ def write_nm_multiframe(path, ipp, iop, step, geometry_in_detector=True):
   return str(path)
 
 
-def write_dicom_folder(folder, ipp, iop, step):
+def write_dicom_folder(folder, ipp, iop, step, series=None, scale=1, prefix="img"):
+  """One file per slice; `series`: (SeriesInstanceUID, SeriesNumber, SeriesDescription)."""
   os.makedirs(folder, exist_ok=True)
-  pixels = dicom_pixels(ipp, iop, step)
+  pixels = dicom_pixels(ipp, iop, step) * np.uint16(scale)
   lps = lps_points(ipp, iop, step, pixels.shape)
   # File names in a scrambled order: the reader must sort by position, not name.
   for n, k in enumerate(np.random.default_rng(0).permutation(pixels.shape[0])):
@@ -133,8 +135,24 @@ def write_dicom_folder(folder, ipp, iop, step):
     ds.ImagePositionPatient = list(lps[k, 0, 0])
     ds.ImageOrientationPatient = list(iop)
     ds.RescaleSlope = 0.5
+    if series:
+      ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series
     ds.PixelData = pixels[k].tobytes()
-    pydicom.dcmwrite(os.path.join(folder, f"img{n:03d}.dcm"), ds, enforce_file_format=True)
+    pydicom.dcmwrite(os.path.join(folder, f"{prefix}{n:03d}.dcm"), ds, enforce_file_format=True)
+  return str(folder)
+
+
+AXIAL = (1, 0, 0, 0, 1, 0)
+SERIES_A = ("1.2.826.0.1.3680043.8.498.1", 3, "SPECT brain")
+SERIES_B = ("1.2.826.0.1.3680043.8.498.2", 4, "SPECT brain re-recon")
+
+
+def write_two_series(folder):
+  """A scan and its re-reconstruction (ten times the counts) in one folder, their
+  slice positions interleaved (-16, -12, ... and -14, -10, ... mm): merged by
+  position they would look like one volume of 2 mm slices."""
+  write_dicom_folder(folder, (-126, -126, -16), AXIAL, 4.0, SERIES_A, prefix="a")
+  write_dicom_folder(folder, (-126, -126, -14), AXIAL, 4.0, SERIES_B, scale=10, prefix="b")
   return str(folder)
 
 
@@ -173,6 +191,67 @@ def test_dicom_folder_of_slices_is_sorted_by_position(tmp_path):
   check_convention(read_three(folder))
 
 
+def test_a_series_is_picked_by_the_series_column_or_by_its_subfolder(tmp_path):
+  folder = write_two_series(tmp_path / "mixed")
+  for pick in (SERIES_A[0], "3"):  # SeriesInstanceUID or SeriesNumber
+    check_convention(volumes.neighbour_slices(volumes.read_volume(folder, pick), SLICE, folder)[0])
+  b, _ = volumes.neighbour_slices(volumes.read_volume(folder, "4"), SLICE, folder)
+  assert b.max() == 10 * 11  # the re-reconstruction alone (between the markers): ten times the block
+  write_dicom_folder(tmp_path / "split" / "a", (-126, -126, -16), AXIAL, 4.0, SERIES_A)
+  write_dicom_folder(tmp_path / "split" / "b", (-126, -126, -14), AXIAL, 4.0, SERIES_B, scale=10)
+  check_convention(read_three(tmp_path / "split" / "a"))
+  path = write_manifest(tmp_path, "path,slice,level,pattern,series\n"
+                                  f"mixed,4,BG,normal,{SERIES_A[0]}\nmixed,4,COR,normal,4\n")
+  ds = manifest.load_manifest(path, log=lambda s: None)
+  check_convention(ds.slices[0])
+  np.testing.assert_array_equal(ds.slices[1], b)
+
+
+# Old and new storage of the same counts: float, and integers with scl_slope/scl_inter.
+STORAGE = {"float32": (np.float32, None), "float64": (np.float64, None),
+           "int16 scaled": (np.int16, (0.25, 3.0)), "uint8 scaled": (np.uint8, (0.5, 0.0))}
+
+
+@pytest.mark.parametrize("chunk", [1, 1 << 16])  # voxels a read: a line of a slice, or a slice
+@pytest.mark.parametrize("storage", sorted(STORAGE))
+@pytest.mark.parametrize("order,flips", [((0, 1, 2), (1, 1, 1)), ((0, 1, 2), (-1, -1, -1)),
+                                         ((2, 0, 1), (1, -1, 1)), ((1, 2, 0), (-1, 1, -1))])
+def test_a_slab_read_lazily_equals_the_whole_volumes_slab_bit_for_bit(tmp_path, monkeypatch, order, flips,
+                                                                      storage, chunk):
+  monkeypatch.setattr(volumes, "READ_CHUNK_VOXELS", chunk)
+  dtype, scaling = STORAGE[storage]
+  affine = ras_affine(order, flips)
+  shape = tuple({0: 64, 1: 64, 2: 9}[w] for w in order)
+  counts = np.random.default_rng(0).uniform(0, 200, shape)
+  img = nib.Nifti1Image(counts.astype(dtype), affine)
+  if scaling:
+    img.header.set_slope_inter(*scaling)
+  path = str(tmp_path / "v.nii.gz")
+  nib.save(img, path)
+  lazy = volumes.read_volume(path)
+  # What the reader did before it read slabs: the whole array as float32, reoriented.
+  whole = volumes.to_canonical(np.asarray(nib.load(path).dataobj, dtype=np.float32), affine)
+  assert lazy.shape == whole.shape and lazy.spacing == whole.spacing
+  for k in range(1, lazy.shape[2] - 1):
+    a, b = lazy.slab(k - 1, k + 2), whole.slab(k - 1, k + 2)
+    assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b)
+
+
+def test_one_slice_of_a_large_volume_costs_its_slices_not_the_volume(tmp_path):
+  import tracemalloc
+  shape = (256, 256, 100)  # 25 MiB as float32; the three slices read are 768 KiB
+  nib.save(nib.Nifti1Image(np.ones(shape, np.float32), np.eye(4)), str(tmp_path / "big.nii.gz"))
+  tracemalloc.start()
+  try:
+    three, _ = volumes.neighbour_slices(volumes.read_volume(str(tmp_path / "big.nii.gz")), 50,
+                                        "big.nii.gz")
+    peak = tracemalloc.get_traced_memory()[1]
+  finally:
+    tracemalloc.stop()
+  slices = 3 * 256 * 256 * 4
+  assert three.shape == (3, 256, 256) and peak < 2 * slices + (1 << 20), peak
+
+
 def blob_on_left(ras):
   """A 10 mm blob on the patient's left, at the left marker's place."""
   d = np.linalg.norm(ras - np.array([-42.0, -2.0, 0.0]), axis=-1)
@@ -195,10 +274,17 @@ def test_other_matrix_is_resampled_with_a_note_or_refused(tmp_path):
 
 # --- Manifest ------------------------------------------------------------------
 
+def another_patient(ras):
+  """The scene with one more count in a corner: another scan than `scene`'s, for
+  manifests that must not hold the same image twice."""
+  corner = (ras[..., 0] > 120) & (ras[..., 1] > 120)
+  return scene(ras) + np.where(corner, 1.0, 0.0)
+
+
 @pytest.fixture
 def scans(tmp_path):
-  """A folder with one NIfTI and one DICOM volume of the scene."""
-  write_nifti(tmp_path / "a.nii.gz", ras_affine())
+  """A folder with a NIfTI and a DICOM volume of the scene, of two patients."""
+  write_nifti(tmp_path / "a.nii.gz", ras_affine(), scene_fn=another_patient)
   write_nm_multiframe(tmp_path / "b.dcm", (-126, -126, -16), (1, 0, 0, 0, 1, 0), 4.0)
   return tmp_path
 
@@ -373,3 +459,141 @@ def test_simulate_to_workdir_writes_npz_and_contact_sheet(scans, tmp_path):
   # Same content again: kept, no error.
   assert source.simulate_to_workdir(cfg, str(tmp_path / "run"), log=lambda s: None) == (npz, png)
   assert sorted(os.listdir(tmp_path / "run")) == ["contact_sheet.png", "dataset.npz"]
+
+
+# --- What would corrupt the training data, or read past memory: refused ---------
+
+def _lying_header(path, shape):
+  """A NIfTI whose header claims `shape` over a few bytes of data (never read)."""
+  header = nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.eye(4)).header.copy()
+  header.set_data_shape(shape)
+  with open(path, "wb") as f:
+    f.write(header.binaryblock + b"\0" * 8)
+
+
+def _raise_memory_error(*args, **kwargs):
+  raise MemoryError()  # as numpy raises it: no message
+
+
+def _case_complex(folder, mp):
+  counts = np.full((64, 64, 9), 10.0, np.float32)
+  nib.save(nib.Nifti1Image((counts * (1 + 0.5j)).astype(np.complex64), ras_affine()), folder / "cplx.nii")
+  return "cplx.nii,4,BG,normal\n"
+
+
+def _case_link_loop(folder, mp):
+  os.symlink("loop.nii", folder / "loop.nii")
+  return "loop.nii,4,BG,normal\n"
+
+
+def _case_broken_link(folder, mp):
+  os.symlink("gone.nii", folder / "dangling.nii")
+  return "dangling.nii,4,BG,normal\n"
+
+
+def _case_memory(target):
+  def case(folder, mp):
+    mp.setattr(*target, _raise_memory_error)
+    return "b.dcm,4,COR,normal\na.nii.gz,4,BG,normal\n"
+  return case
+
+
+def _case_copy(folder, mp):
+  shutil.copy(folder / "a.nii.gz", folder / "copy_of_a.nii.gz")
+  return "a.nii.gz,4,BG,normal,,p1\nb.dcm,4,BG,normal,,p2\ncopy_of_a.nii.gz,4,BG,unilateral,left,p3\n"
+
+
+def _case_other_format(folder, mp):
+  write_nifti(folder / "b_as_nifti.nii", ras_affine())  # the scan b.dcm holds, converted
+  return "b.dcm,4,COR,normal,,p1\nb_as_nifti.nii,4,COR,normal,,p1\n"
+
+
+# name: (writes files, returns the manifest text; what the one-line error must say)
+INTEGRITY_CASES = {
+    "two DICOM series in one folder": (
+        lambda folder, mp: write_two_series(folder / "mixed") and "mixed,4,BG,normal\n",
+        ["row 1 ", "mixed", "2 DICOM series", SERIES_A[0], SERIES_B[0], "'SPECT brain re-recon'",
+         "series column"]),
+    "a series the folder lacks": (
+        lambda folder, mp: write_two_series(folder / "mixed") and
+        "path,slice,level,pattern,series\nmixed,4,BG,normal,7\n",
+        ["row 1 ", "no DICOM series matches the manifest's series '7'", "'SPECT brain'"]),
+    "a folder of series subfolders": (
+        lambda folder, mp: write_dicom_folder(folder / "study" / "s3", (-126, -126, -16), AXIAL, 4.0)
+        and "study,4,BG,normal\n",
+        ["row 1 ", "study", "only the subfolder(s) s3"]),
+    "a series given for a NIfTI": (
+        lambda folder, mp: "a.nii.gz,4,BG,normal,,,3\n", ["row 1 ", "a.nii.gz", "series column"]),
+    "a duplicated column": (
+        lambda folder, mp: "path,slice,level,pattern,level\na.nii.gz,4,BG,normal,CER\n",
+        ["line 1", "column 'level' appears 2 times"]),
+    "the same row twice": (
+        lambda folder, mp: "a.nii.gz,4,BG,normal\nb.dcm,4,BG,normal\na.nii.gz,4,BG,normal\n",
+        ["row 3 (line 3: a.nii.gz slice 4", "repeats row 1 (line 1: a.nii.gz slice 4", "same slice"]),
+    "one slice with two labels": (
+        lambda folder, mp: "path,slice,level,pattern,side,subject\na.nii.gz,4,BG,normal,,A\n"
+                           "./a.nii.gz,4,BG,unilateral,left,B\n",
+        ["row 2 (line 3", "repeats row 1 (line 2", "with other labels"]),
+    "a renamed copy under another subject": (
+        _case_copy, ["row 3 (line 3: copy_of_a.nii.gz", "same image as row 1 (line 1: a.nii.gz",
+                     "two subjects"]),
+    "a scan given as DICOM and as NIfTI": (
+        _case_other_format, ["row 2 (line 2: b_as_nifti.nii", "same image as row 1 (line 1: b.dcm"]),
+    "a complex-valued NIfTI": (_case_complex, ["row 1 ", "cplx.nii", "complex-valued"]),
+    "a volume past the size limit": (
+        lambda folder, mp: _lying_header(folder / "huge.nii", (4096, 4096, 300)) or "huge.nii,4,BG,normal\n",
+        ["row 1 ", "huge.nii", "shape [4096, 4096, 300]", "past the reader's limit"]),
+    "out of memory reading a NIfTI": (
+        _case_memory(("nibabel.load",)), ["row 2 ", "a.nii.gz", "out of memory while reading the volume"]),
+    "out of memory reading its slices": (
+        _case_memory(("nibabel.orientations.apply_orientation",)),
+        ["row 1 ", "b.dcm", "out of memory while reading"]),
+    "out of memory reading a DICOM file": (
+        _case_memory(("pydicom.dcmread",)), ["row 1 ", "b.dcm", "out of memory while reading the volume"]),
+    "a symbolic link loop": (_case_link_loop, ["row 1 ", "loop.nii", "symbolic link loop"]),
+    "a broken symbolic link": (_case_broken_link, ["row 1 ", "dangling.nii", "broken symbolic link",
+                                                   "'gone.nii'"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INTEGRITY_CASES))
+def test_a_manifest_that_would_corrupt_the_data_is_refused_naming_the_rows(scans, monkeypatch, case):
+  write, expected = INTEGRITY_CASES[case]
+  path = write_manifest(scans, write(scans, monkeypatch))
+  with pytest.raises(DataError) as e:
+    manifest.load_manifest(path, read_workers=2, log=lambda s: None)
+  message = str(e.value)
+  assert message.startswith(path) and "\n" not in message, message
+  for part in expected:
+    assert part in message, message
+
+
+def _not_utf8(folder):
+  (folder / "latin1.csv").write_bytes("path,slice,level,pattern\na.nii.gz,4,BG,normal\n"
+                                      "b\u00e9.nii,4,BG,normal\n".encode("latin-1"))
+  return folder / "latin1.csv"
+
+
+def _manifest_loop(folder):
+  os.symlink("scans.csv", folder / "scans.csv")
+  return folder / "scans.csv"
+
+
+# name: (returns the manifest's path; what the one-line error must say)
+BAD_MANIFEST_FILES = {
+    "a folder": (lambda folder: folder, ["is a folder, not a manifest file"]),
+    "not UTF-8 on line 3": (_not_utf8, ["latin1.csv: line 3: not UTF-8 text (byte 0xe9 at column 2)"]),
+    "a symbolic link loop": (_manifest_loop, ["scans.csv: a symbolic link loop"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFEST_FILES))
+def test_a_manifest_that_cannot_be_read_says_why(tmp_path, case):
+  make, expected = BAD_MANIFEST_FILES[case]
+  path = str(make(tmp_path))
+  with pytest.raises(DataError) as e:
+    manifest.load_manifest(path, log=lambda s: None)
+  message = str(e.value)
+  assert message.startswith(path) and "\n" not in message, message
+  for part in expected:
+    assert part in message, message

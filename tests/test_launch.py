@@ -130,6 +130,16 @@ def test_bad_config_value_gets_a_clear_error(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("config", ["configs/dataset_a.py:bogus", "configs/dataset_b.py:CPU"])
+def test_an_unknown_config_variant_is_one_line(tmp_path, config):
+  r = _launch(f"--config={config}", f"--workdir={tmp_path / 'run'}")
+  assert r.returncode == 1
+  variant = config.partition(":")[2]
+  assert r.stderr.startswith(f"error: --config={config}: unknown config variant {variant!r}; known: ")
+  assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+  assert not (tmp_path / "run").exists()
+
+
 def test_ctrl_c_stops_after_a_complete_epoch_and_the_run_resumes(tmp_path):
   import signal
   import time

@@ -5,6 +5,7 @@ benchmarks/fault_test.py)."""
 import glob
 import hashlib
 import os
+import re
 import shutil
 
 import jax
@@ -177,3 +178,36 @@ def test_free_space_check_names_the_folder_and_the_sizes(tmp_path, monkeypatch):
   monkeypatch.undo()
   preflight.check_free_space(str(tmp_path / "not" / "yet"), 1 << 10, "a test")
   assert preflight.tree_bytes({"a": np.zeros((4, 4), np.float32), "b": jax.ShapeDtypeStruct((3,), np.int8)}) == 67
+
+
+@pytest.mark.parametrize("first,last,every,keep,planned", [
+    (1, 1000, 1, 3, (1000, 3)),   # the paper's schedule: a sampler checkpoint every epoch
+    (1, 1000, 10, 3, (100, 3)),
+    (1, 1005, 10, 3, (101, 3)),   # every 10th and the last
+    (5, 12, 5, 3, (3, 3)),        # resumed at epoch 5: epochs 5, 10 and 12
+    (996, 1000, 10, 3, (1, 3)),
+    (1000, 1000, 1, 3, (1, 1)),   # one epoch left: one training state
+    (1001, 1000, 1, 3, (0, 0)),   # a finished run writes nothing
+])
+def test_the_checkpoints_a_run_will_leave_are_counted(first, last, every, keep, planned):
+  assert preflight.planned_checkpoints(first, last, every, keep) == planned
+
+
+def test_a_run_whose_checkpoints_do_not_fit_is_refused_before_it_writes(tmp_path, monkeypatch):
+  monkeypatch.setattr(preflight, "free_bytes", lambda path: 1 << 30)
+  workdir = tmp_path / "run"
+  config = _config(10**6)
+  with pytest.raises(preflight.PreflightError) as err:
+    # should_stop: without the check the run would go on for a million epochs.
+    train.train(config, str(workdir), toy_dataset(), log=_quiet, should_stop=lambda: True)
+  message = str(err.value)
+  # A sampler checkpoint's size is its arrays' (the generator's weights and statistics).
+  sampler_bytes = preflight.tree_bytes(_generator_like())
+  assert "\n" not in message and "1000000 sampler checkpoints" in message, message
+  needed = float(re.search(r"1\.0 GB free, about ([0-9.]+) GB needed", message).group(1)) * 2**30
+  assert 10**6 * sampler_bytes < needed < 1.01 * 10**6 * sampler_bytes, message
+  assert "checkpoint.sampler_every_epochs" in message and str(workdir) in message
+  assert not [f for _, _, files in os.walk(workdir) for f in files]
+  # A sampler checkpoint every 1000th epoch fits in the same space.
+  config.checkpoint.sampler_every_epochs = 1000
+  preflight.check_checkpoint_space(str(workdir), 1, config.checkpoint, 10**6, sampler_bytes, 1 << 20)

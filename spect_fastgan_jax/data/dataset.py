@@ -18,6 +18,7 @@ Arrays:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 from typing import Sequence
 
@@ -98,11 +99,26 @@ class SliceDataset:
                                           subject=self.subject), suffix=".npz")
 
 
+def missing_reason(path: str, default: str) -> str:
+  """Why `path`, which os.path.exists says is not there, cannot be opened: a symbolic
+  link loop, a link to a missing target, no permission to look, else `default`."""
+  try:
+    os.stat(path)
+  except OSError as e:
+    if e.errno == errno.ELOOP:
+      return "a symbolic link loop (a link that leads back to itself), not a file"
+    if os.path.islink(path):
+      return f"a broken symbolic link (its target {os.readlink(path)!r} does not exist)"
+    if e.errno in (errno.EACCES, errno.EPERM):
+      return f"cannot be looked at ({e.strerror})"
+  return default
+
+
 def load(path: str | os.PathLike) -> SliceDataset:
   """Reads and validates a dataset.npz."""
   path = os.fspath(path)
   if not os.path.exists(path):
-    raise DataError(f"{path}: no such data set file")
+    raise DataError(f"{path}: {missing_reason(path, 'no such data set file')}")
   try:
     with np.load(path, allow_pickle=False) as z:
       missing = [k for k in ("slices", "level", "pattern", "side", "subject") if k not in z.files]

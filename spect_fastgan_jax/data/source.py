@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from spect_fastgan_jax import outputs
+from spect_fastgan_jax import outputs, preflight
 from spect_fastgan_jax.data import contact_sheet, dataset, manifest, simulate
 from spect_fastgan_jax.data.dataset import DataError, SliceDataset
 from spect_fastgan_jax.errors import check_field, is_number, is_whole
@@ -146,15 +146,16 @@ def simulate_to_workdir(data_config, workdir: str, log: Log = print) -> tuple[st
   The set is build_full_set's (simulated by default, a manifest's when one is
   configured). An existing dataset.npz with the same content is left as it is;
   one with different content is never overwritten (a run in that workdir may have
-  trained on it): DataError. Both files are written to temporary names first and
-  renamed only when both are complete, so a failure leaves the workdir unchanged.
+  trained on it): DataError. A workdir that is a file or cannot be written is a
+  PreflightError (preflight.check_writable, as for training). Both files are
+  written to temporary names first and renamed only when both are complete, so a
+  failure leaves the workdir unchanged.
 
   Returns:
     (npz path, png path).
   """
   ds = build_full_set(data_config, log)
-  with outputs.writing(workdir):
-    os.makedirs(workdir, exist_ok=True)
+  preflight.check_writable(workdir)  # as training does: a file, or a read-only folder, is one line
   npz = os.path.join(workdir, "dataset.npz")
   png = os.path.join(workdir, "contact_sheet.png")
   unchanged = False
