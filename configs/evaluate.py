@@ -14,6 +14,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.batch_size = 256            # generation batch; speed only, never the images
   c.grid_columns = 4            # images per group and condition in the Fig. 4 grid
   c.ms_ssim_pairs = 200         # random pairs per group for the mean pairwise MS-SSIM
+  # The utility study (evaluation/utility.py, docs/utility.md) of a run trained with held-out
+  # subjects (data.holdout_fraction): classifiers trained on the GAN's training subjects in
+  # five arms (real; rebalanced; classic augmentation; + synthetic; both), tested on the
+  # held-out subjects. It replaces the augmentation study on such runs.
+  c.utility_study = True
+  c.utility_seeds = 5           # classifier seeds per arm (means with 95 % intervals, paired differences)
+  c.utility_steps = 1800        # Adam steps of every classifier of the study
+  # The augmentation study of a run trained on every subject (no holdout): its held-out
+  # subjects were seen by the GAN, so its figures can leak (docs/evaluation.md).
   c.augmentation_study = True   # evaluate: train-on-synthetic and real+synthetic classifiers
   # Training seeds per classifier of that study (mean and SD reported): one classifier's
   # held-out accuracy moves by a few points with its seed alone (docs/evaluation.md).

@@ -10,10 +10,10 @@ import pytest
 from configs import dataset_a
 from configs import evaluate as eval_config
 from conftest import make_tiny, toy_dataset
-from spect_fastgan_jax import errors, input_pipeline, modes, train
+from spect_fastgan_jax import conditions, errors, input_pipeline, modes, train
 from spect_fastgan_jax.data import dataset as dataset_lib
 from spect_fastgan_jax.data import source
-from spect_fastgan_jax.evaluation import report
+from spect_fastgan_jax.evaluation import classifier, report, utility
 
 
 def _config(npz=None, fraction=0.34):
@@ -104,7 +104,9 @@ def test_evaluate_tests_on_the_held_out_subjects(tmp_path):
   config.evaluate.classifier.features = 16
   config.evaluate.classifier.steps = 20
   config.evaluate.ms_ssim_pairs = 20
-  config.evaluate.augmentation_study = False
+  config.evaluate.augmentation_study = True   # replaced by the utility study on a holdout run
+  config.evaluate.utility_seeds = 2
+  config.evaluate.utility_steps = 10
   workdir = str(tmp_path / "run")
   train.train(config, workdir, ds, log=lambda m: None)
   holdout = json.load(open(os.path.join(workdir, "subjects.json")))["holdout"]
@@ -118,4 +120,48 @@ def test_evaluate_tests_on_the_held_out_subjects(tmp_path):
   assert sum(c["new_patients"]["n"] for c in memo["per_condition"]["pixel"].values()) == held_rows
   # The generated images match the training subjects' counts, not the whole set's.
   assert sum(r["counts"].values()) == len(ds) - held_rows
-  assert "patients no run under test has seen" in open(os.path.join(out, "report.md")).read()
+  md = open(os.path.join(out, "report.md")).read()
+  assert "patients no run under test has seen" in md
+  # The utility study: every arm over both seeds, tested on the held-out subjects only.
+  assert r["augmentation"] == {}
+  u = r["utility"][os.path.basename(workdir)]
+  assert u["test_subjects"] == holdout and u["seeds"] == [0, 1] and u["steps"] == 10
+  assert list(u["arms"]) == list(utility.ARMS)
+  train_counts = {k: v for k, v in r["counts"].items()}
+  top = max(train_counts.values())
+  assert u["synthetic_counts"] == {k: top - v for k, v in train_counts.items() if v < top}
+  for arm in u["arms"].values():
+    assert len(arm["seeds"]) == 2
+    for part in ("overall", "balanced"):
+      lo, hi = arm[part]["ci"]
+      assert lo <= arm[part]["mean"] <= hi
+      assert arm[part]["mean"] == pytest.approx(np.mean([x[part] for x in arm["seeds"]]))
+    assert arm["balanced"]["mean"] == pytest.approx(
+        np.mean([np.mean(list(x["recall"].values())) for x in arm["seeds"]]))
+  best = u["best_without_gan"]
+  assert best in ("real", "real, rebalanced", "real, classic augmentation")
+  d = u["paired_vs_best_without_gan"]["real + synthetic"]["balanced"]["mean"]
+  assert d == pytest.approx(u["arms"]["real + synthetic"]["balanced"]["mean"] - u["arms"][best]["balanced"]["mean"])
+  assert "## Utility" in md and "Paired differences" in md
+
+
+def test_utility_interval_and_counts():
+  got = utility.interval([1.0, 2.0, 3.0])
+  assert got["mean"] == 2.0 and got["ci"] == pytest.approx([2 - 4.302653 / 3 ** 0.5, 2 + 4.302653 / 3 ** 0.5])
+  assert utility.interval([0.5])["ci"] is None
+  ds = toy_dataset(2)
+  ds = ds.subset(~((ds.level == "BG") & (ds.pattern == "bilateral") & (ds.subject == ds.subject[ds.level == "BG"][-1])))
+  counts = utility.synthetic_counts(ds, ("CER", "BG", "COR"))
+  assert counts == {("BG", "bilateral"): 1}
+
+
+def test_classifier_draws_rebalanced_or_as_the_data_has_it():
+  images = np.zeros((12, 1, 64, 64), np.float32)
+  pattern = ["normal"] * 9 + ["bilateral"] * 3
+  data = classifier.Labelled.from_strings(images, ["BG"] * 12, pattern)
+  rare = lambda idx: float(np.isin(idx, [9, 10, 11]).mean())
+  assert abs(rare(classifier.batch_index(data, 500, 32, 0, balance=True)) - 0.5) < 0.03
+  assert abs(rare(classifier.batch_index(data, 500, 32, 0, balance=False)) - 0.25) < 0.03
+  # The classic augmentation flips normal and bilateral slices, never a unilateral one.
+  assert dict(zip(conditions.PATTERNS, classifier._FLIP_PATTERNS.tolist())) == {
+      "normal": True, "unilateral": False, "bilateral": True}

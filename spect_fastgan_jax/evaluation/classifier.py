@@ -143,12 +143,16 @@ def _masked_ce(logits, labels):
 
 
 def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None,
-          seed: int | None = None) -> Trained:
-  """Trains from scratch on `data` with Adam; batches are drawn with weights that
-  balance the (level, pattern) conditions, so rare ones (bilateral) are not ignored.
+          seed: int | None = None, balance: bool = True, classic: bool = False) -> Trained:
+  """Trains from scratch on `data` with Adam.
 
   cfg: the `evaluate.classifier` config block. seed: initialisation, batches and
   shifts (default cfg.seed); the subject split is not made here.
+  balance: draw batches with weights that balance the (level, pattern) conditions, so
+    rare ones (bilateral) are not ignored; False draws every sample equally often.
+  classic: the classic augmentation of SPECT slices on top of the neighbour draw and the
+    shift (CLASSIC_AUGMENTATION: the paper's Eq. 6 blend, left-right flip of normal and
+    bilateral slices, contrast).
   """
   seed = int(cfg.seed) if seed is None else int(seed)
   module = ConditionClassifier(tuple(int(w) for w in cfg.widths), int(cfg.features))
@@ -160,13 +164,10 @@ def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None,
   flat = normalise(data.images.reshape(n * k, 64, 64)).reshape(n, k, 64, 64)
   images = jnp.asarray(flat)
   labels = {h: jnp.asarray(getattr(data, h)) for h in ("level", "pattern", "side")}
-  cond = data.level * len(conditions.PATTERNS) + data.pattern
-  weight = 1.0 / np.bincount(cond)[cond]
-  rng = np.random.default_rng(seed)
   steps, bs = int(cfg.steps), int(cfg.batch_size)
-  index = rng.choice(n, (steps, bs), p=weight / weight.sum()).astype(np.int32)
+  index = batch_index(data, steps, bs, seed, balance)
 
-  step = _train_step(module, float(cfg.learning_rate), bs, int(k), int(cfg.max_shift))
+  step = _train_step(module, float(cfg.learning_rate), bs, int(k), int(cfg.max_shift), bool(classic))
   losses = []
   for s, skey in enumerate(jax.random.split(jax.random.fold_in(key, 1), steps)):
     params, opt_state, loss = step(params, opt_state, images, labels, index[s], skey)
@@ -176,29 +177,57 @@ def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None,
   return Trained(module, params)
 
 
+def batch_index(data: Labelled, steps: int, batch_size: int, seed: int, balance: bool) -> np.ndarray:
+  """[steps, batch_size] sample indices: with `balance` each (level, pattern) condition
+  is drawn equally often, else each sample is."""
+  cond = data.level * len(conditions.PATTERNS) + data.pattern
+  weight = 1.0 / np.bincount(cond)[cond] if balance else np.ones(len(cond))
+  rng = np.random.default_rng(seed)
+  return rng.choice(len(cond), (steps, batch_size), p=weight / weight.sum()).astype(np.int32)
+
+
+# The classic augmentation a user would try before a GAN (`train(classic=True)`): the
+# paper's Eq. 6 blend of a slice with a neighbour (half the samples, re-normalised),
+# left-right flip of normal and bilateral slices (a unilateral defect would change
+# side), and a contrast change x ** gamma with log gamma uniform in +/- CONTRAST_LOG
+# (cameras and reconstructions differ in contrast); on top of the shift every
+# classifier gets.
+CONTRAST_LOG = 0.2
+_FLIP_PATTERNS = np.array([p in conditions.FLIP_SYMMETRIC for p in conditions.PATTERNS])
+
+
 _TRAIN_STEPS: dict = {}
 
 
-def _train_step(module, learning_rate: float, bs: int, k: int, max_shift: int):
+def _train_step(module, learning_rate: float, bs: int, k: int, max_shift: int, classic: bool = False):
   """The jitted Adam step, one per (module, settings), so that the repeated classifiers
-  of the augmentation study reuse one compiled program per data-set size.
+  of the utility study reuse one compiled program per data-set size.
 
   A Python loop over one jitted step: on XLA's CPU backend the convolutions of a
   lax.scan body ran about 20x slower than the same step compiled on its own.
   The data are arguments, not closure constants, so XLA does not fold them into
   the program (slow compiles, one program per data set)."""
-  key = (module, learning_rate, bs, k, max_shift)
+  key = (module, learning_rate, bs, k, max_shift, classic)
   if key in _TRAIN_STEPS:
     return _TRAIN_STEPS[key]
   opt = optax.adam(learning_rate)
+  flip_patterns = jnp.asarray(_FLIP_PATTERNS)
 
   @jax.jit
   def step(params, opt_state, images, labels, idx, skey):
-    k1, k2 = jax.random.split(skey)
-    alt = jax.random.randint(k1, (bs,), 0, k)
-    x = images[idx, alt]
-    shift = jax.random.randint(k2, (bs,), -max_shift, max_shift + 1)
-    x = augment.shift_rows(x, shift)
+    k1, k2, k3 = jax.random.split(skey, 3)
+    if classic:
+      # Samples with one alternative (generated slices) are their own neighbours: no blend.
+      three = images[idx] if k == 3 else jnp.repeat(images[idx][:, :1], 3, axis=1)
+      x = augment.augment(k1, three, flip_patterns[labels["pattern"][idx]], blend=True,
+                          max_shift=max_shift, flip=True, renormalise=True, blend_prob=0.5)
+      gamma = jnp.exp(jax.random.uniform(k3, (bs, 1, 1), minval=-CONTRAST_LOG, maxval=CONTRAST_LOG))
+      x = jnp.clip(x, 0.0, 1.0) ** gamma
+    else:
+      alt = jax.random.randint(k1, (bs,), 0, k)
+      x = images[idx, alt]
+      shift = jax.random.randint(k2, (bs,), -max_shift, max_shift + 1)
+      x = augment.shift_rows(x, shift)
 
     def loss_fn(p):
       _, logits = module.apply({"params": p}, x)

@@ -27,17 +27,25 @@ class RunSampler:
                       sample.generate_fn_of(g, run_config))
 
   def images(self, epoch: int, counts: dict[tuple[str, str], int], seed: int, name: str,
-             batch_size: int = 256) -> Group:
+             batch_size: int = 256, near_copy: sample.NearCopyTest | None = None) -> Group:
     """Group of counts[(level, pattern)] images per condition from the sampler
-    checkpoint of `epoch`; sample indices 0..N-1 of `seed` (reproducible)."""
+    checkpoint of `epoch`; sample indices 0..N-1 of `seed` (reproducible). With
+    `near_copy`, near-copies are replaced by further indices as --mode=sample does
+    (sample.draw_without_near_copies)."""
     levels = conditions.check_levels(self.config.data.levels)
     g_vars = checkpoints.restore_sampler(self.workdir, epoch, self.shapes)
     lv, pt = conditions.expand_counts(counts)
-    cond = conditions.encode(levels, lv, pt)
-    # A fixed batch size keeps one compiled program for every epoch and count.
-    imgs = sample.generate(self.generator, g_vars, cond, seed, np.arange(len(lv), dtype=np.int32),
-                           int(self.config.model.z_dim), batch_size=batch_size,
-                           generate_fn=self.generate_fn)
+
+    def generate_rows(l, p, index):
+      # A fixed batch size keeps one compiled program for every epoch and count.
+      return sample.generate(self.generator, g_vars, conditions.encode(levels, l, p), seed, index,
+                             int(self.config.model.z_dim), batch_size=batch_size,
+                             generate_fn=self.generate_fn)
+
+    if near_copy is None:
+      return Group(name, generate_rows(lv, pt, np.arange(len(lv), dtype=np.int32)), lv, pt)
+    imgs, _, _ = sample.draw_without_near_copies(generate_rows, lv, pt, near_copy,
+                                                 max_draws=10 * max(len(lv), 1))
     return Group(name, imgs, lv, pt)
 
 

@@ -14,7 +14,7 @@ from spect_fastgan_jax import conditions, outputs, provenance, sample
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.data.dataset import DataError, SliceDataset
 from spect_fastgan_jax.evaluation import (augmentation, classifier, criteria, figures,
-                                          memorisation, score, stats)
+                                          memorisation, score, stats, utility)
 from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
 
 Log = Callable[[str], None]
@@ -60,16 +60,18 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
   training slices) and writes report.md, report.json and the figures into `out_dir`.
 
   test: the subjects the runs never trained on (config field data.holdout_fraction). Then
-    the condition classifier trains on `ds` and is tested on them, the augmentation study
-    tests on them and the memorisation audit takes them as its new patients; a run that
-    trained on one of them is refused (check_unseen). Without it the classifier holds out
-    a share of `ds`'s subjects itself (subjects the runs trained on).
+    the condition classifier trains on `ds` and is tested on them, the utility study
+    (evaluation/utility.py) replaces the augmentation study, and the memorisation audit
+    takes them as its new patients; a run that trained on one of them is refused
+    (check_unseen). Without it the classifier holds out a share of `ds`'s subjects itself
+    (subjects the runs trained on), and the augmentation study tests on those.
 
   An existing `out_dir` is refused unless `overwrite`; the outputs are written to a
   temporary folder that replaces it only when complete. Returns out_dir.
   """
   hint = ", or choose another seed (--config.evaluate.seed)"
   augmentation.check_config(cfg)
+  utility.check_config(cfg)
   if test is not None:
     check_unseen(test, runs)
   outputs.refuse_existing(out_dir, overwrite, hint)  # before minutes of work, not after
@@ -83,7 +85,7 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
                                holdout=np.arange(len(everyone)) >= len(ds))
   real_pred = ref.trained.predict(real.images)
   counts = real_counts(real)
-  fakes, scores, study, memo, memo_refs, memo_figs = [], {}, {}, {}, {}, {}
+  fakes, scores, study, useful, memo, memo_refs, memo_figs = [], {}, {}, {}, {}, {}, {}
   mcfg = cfg.memorisation
   for run in runs:
     levels = conditions.check_levels(run.config.data.levels)
@@ -95,7 +97,9 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
     fake_pred = ref.trained.predict(fake.images)
     scores[run.label] = score.run_scores(real, real_pred, fake, fake_pred, _levels(real),
                                          int(cfg.ms_ssim_pairs))
-    if cfg.augmentation_study:
+    if test is not None and cfg.utility_study:
+      useful[run.label] = _utility(ds, test, run, cfg, _levels(real), log)
+    elif test is None and cfg.augmentation_study:
       study[run.label] = augmentation.study(everyone, ref, fake, cfg.classifier, _levels(real),
                                             int(cfg.augmentation_repeats),
                                             int(cfg.augmentation_steps), log)
@@ -114,7 +118,7 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
       "test_subjects": {
           "unseen_by_the_runs": test is not None,
           "subjects": sorted(set(everyone.subject[ref.holdout].tolist()))},
-      "runs_scores": scores, "augmentation": study, "memorisation": memo,
+      "runs_scores": scores, "augmentation": study, "utility": useful, "memorisation": memo,
       "evaluate_config": cfg.to_dict(),
       "provenance": provenance.describe()}
   result["criteria"] = {r.label: criteria.fidelity_criteria(result, r.label) for r in runs}
@@ -134,6 +138,21 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
       f.write(markdown(result))
   log(f"wrote {out_dir}/report.md ({result['seconds']} s)")
   return out_dir
+
+
+def _utility(ds: SliceDataset, test: SliceDataset, run: RunSpec, cfg, levels, log: Log) -> dict:
+  """The utility study of one run: synthetic slices that balance the conditions, with
+  near-copies (judged against the training subjects alone) replaced."""
+  mcfg, aug = cfg.memorisation, run.config.augment
+  near = memorisation.new_patient_reference(
+      ds, max_shift=int(aug.max_shift), flip=bool(aug.flip), quantile=float(mcfg.near_copy_quantile),
+      smooth_px=float(mcfg.smooth_px), log=log)
+  counts = utility.synthetic_counts(ds, levels)
+  log(f"{run.label}: generating {sum(counts.values())} synthetic slices for the utility study")
+  synthetic = RunSampler.of(run.config, run.workdir).images(
+      run.epoch, counts, int(cfg.seed), run.label, int(cfg.batch_size), near_copy=near.near_copies)
+  seeds = [int(cfg.classifier.seed) + s for s in range(int(cfg.utility_seeds))]
+  return utility.study(ds, test, synthetic, cfg.classifier, levels, seeds, int(cfg.utility_steps), log)
 
 
 def _memorisation(ds: SliceDataset, ref: classifier.Reference, run: RunSpec, fake: score.Group,
@@ -285,6 +304,8 @@ def markdown(r: dict) -> str:
                  for k in ("overall", "pattern", "level", "side")]
         per_seed = ", ".join(_f(x["overall"]) for x in a.get("repeats", [a]))
         out.append(f"| {l} | {name} | " + " | ".join(cells) + f" | {per_seed} |")
+  for label, u in r.get("utility", {}).items():
+    out += utility.markdown(label, u)
   out += _memorisation_md(r)
   out += ["", "## Images (Fig. 4)", "", "![Fig. 4](fig4_images.png)", "",
           f"Evaluation took {r.get('seconds', 'n/a')} s.", ""]
