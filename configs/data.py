@@ -36,7 +36,12 @@ def get_config() -> ml_collections.ConfigDict:
   # utility study and the memorisation audit on exactly them (<workdir>/subjects.json
   # records both lists). 0: train on every subject (the paper).
   data.holdout_fraction = 0.0
-  data.holdout_seed = 0              # which subjects are held out
+  data.holdout_seed = 0              # which subjects are held out (and which limit_subjects keeps)
+  # Scarcity on purpose: keep only k training subjects' slices of a condition, e.g.
+  # "BG/bilateral:10" or "BG/bilateral:10,COR/unilateral:20" (the others' slices of that
+  # condition are dropped; their other slices and the held-out subjects stay). The GAN
+  # and every classifier then see the same scarce real data (docs/utility.md). "": none.
+  data.limit_subjects = ""
 
   # Parameters of the simulated set (spect_fastgan_jax/data/simulate.py). Every field
   # enters the cache key; (lo, hi) pairs are uniform ranges drawn per subject.

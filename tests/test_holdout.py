@@ -165,3 +165,31 @@ def test_classifier_draws_rebalanced_or_as_the_data_has_it():
   # The classic augmentation flips normal and bilateral slices, never a unilateral one.
   assert dict(zip(conditions.PATTERNS, classifier._FLIP_PATTERNS.tolist())) == {
       "normal": True, "unilateral": False, "bilateral": True}
+
+
+def test_limit_subjects_keeps_k_training_subjects_of_a_condition(tmp_path):
+  npz = tmp_path / "toy.npz"
+  toy_dataset(4).save(npz)
+  config = _config(npz, fraction=0.25)
+  config.data.limit_subjects = "BG/bilateral:1, COR/unilateral:2"
+  split = source.load_split(config.data, log=lambda m: None)
+  full = source.load_split(_config(npz, fraction=0.25).data, log=lambda m: None)
+  counts, before = split.train.counts(), full.train.counts()
+  assert counts[("BG", "bilateral")] == 1 and counts[("COR", "unilateral")] == 2
+  assert {c: k for c, k in counts.items() if c not in {("BG", "bilateral"), ("COR", "unilateral")}} == {
+      c: k for c, k in before.items() if c not in {("BG", "bilateral"), ("COR", "unilateral")}}
+  assert split.holdout.counts() == full.holdout.counts()   # the test subjects are untouched
+  have = before[("BG", "bilateral")]   # one slice a subject in the toy set
+  config.data.limit_subjects = f"BG/bilateral:{have + 1}"
+  with pytest.raises(errors.DataError,
+                     match=f"keeps {have + 1} subjects of BG/bilateral, but its training part has only {have}"):
+    source.load_split(config.data, log=lambda m: None)
+
+
+@pytest.mark.parametrize("text", ["BG/bilateral", "XX/normal:3", "BG/bilateral:0", "BG/sick:2",
+                                  "BG/bilateral:2,BG/bilateral:3"])
+def test_bad_limit_subjects_is_refused(text):
+  config = _config()
+  config.data.limit_subjects = text
+  with pytest.raises(errors.ConfigError, match="data.limit_subjects"):
+    train.check_config(config)

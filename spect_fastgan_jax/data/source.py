@@ -13,10 +13,10 @@ from typing import Callable
 
 import numpy as np
 
-from spect_fastgan_jax import outputs, preflight
+from spect_fastgan_jax import conditions, outputs, preflight
 from spect_fastgan_jax.data import contact_sheet, dataset, manifest, simulate
 from spect_fastgan_jax.data.dataset import DataError, SliceDataset
-from spect_fastgan_jax.errors import check_field, is_number, is_whole
+from spect_fastgan_jax.errors import ConfigError, check_field, is_number, is_whole
 
 Log = Callable[[str], None]
 
@@ -97,22 +97,59 @@ class Split:
             "holdout": sorted(set(self.holdout.subject.tolist()))}
 
 
+def parse_limits(text: str) -> dict[tuple[str, str], int]:
+  """config field data.limit_subjects ("BG/bilateral:10,COR/unilateral:20") as
+  {(level, pattern): k}; ConfigError naming the part that is not of that form."""
+  limits = {}
+  for part in (p.strip() for p in str(text).split(",") if p.strip()):
+    condition, _, k = part.partition(":")
+    level, _, pattern = condition.partition("/")
+    if (level not in conditions.LEVELS or pattern not in conditions.PATTERNS or not k.strip().isdigit()
+        or int(k) < 1 or (level, pattern) in limits):
+      raise ConfigError(f"config field data.limit_subjects: {part!r} is not LEVEL/pattern:k with a "
+                        f"known level ({', '.join(conditions.LEVELS)}), pattern "
+                        f"({', '.join(conditions.PATTERNS)}) and k >= 1, each condition once")
+    limits[(level, pattern)] = int(k)
+  return limits
+
+
+def limit_subjects(ds: SliceDataset, limits: dict[tuple[str, str], int], seed: int,
+                   source: str = "data set") -> SliceDataset:
+  """`ds` with only k subjects' slices of each limited (level, pattern) kept (drawn with
+  `seed`); DataError when a condition has fewer than k subjects."""
+  keep = np.ones(len(ds), bool)
+  for (level, pattern), k in limits.items():
+    rows = (ds.level == level) & (ds.pattern == pattern)
+    subjects = sorted(set(ds.subject[rows].tolist()))
+    if len(subjects) < k:
+      raise DataError(f"{source}: config field data.limit_subjects keeps {k} subjects of "
+                      f"{level}/{pattern}, but its training part has only {len(subjects)}")
+    rng = np.random.default_rng([int(seed), conditions.LEVELS.index(level), conditions.PATTERNS.index(pattern)])
+    kept = set(rng.permutation(np.array(subjects))[:k].tolist())
+    keep &= ~rows | np.isin(ds.subject, sorted(kept))
+  return ds.subset(keep)
+
+
 def check_holdout_config(data_config) -> None:
-  """Raises ConfigError unless data.holdout_fraction is in [0, 1) and data.holdout_seed a
-  whole number >= 0."""
+  """Raises ConfigError unless data.holdout_fraction is in [0, 1), data.holdout_seed a
+  whole number >= 0 and data.limit_subjects of the form LEVEL/pattern:k[,...]."""
   v = data_config.holdout_fraction
   check_field(is_number(v) and 0 <= v < 1, "data.holdout_fraction", v, "must be a number in [0, 1)")
   seed = data_config.holdout_seed
   check_field(is_whole(seed) and seed >= 0, "data.holdout_seed", seed, "must be a whole number >= 0")
+  parse_limits(data_config.limit_subjects)
 
 
 def split_holdout(ds: SliceDataset, data_config, source: str = "data set") -> Split:
   """`ds` (every slice of the run's levels) split into the subjects the GAN trains on
-  and those held out (config fields data.holdout_fraction, data.holdout_seed)."""
+  and those held out (config fields data.holdout_fraction, data.holdout_seed); the
+  training part then keeps only the subjects data.limit_subjects allows."""
   check_holdout_config(data_config)
   held = dataset.subject_split(ds, float(data_config.holdout_fraction), int(data_config.holdout_seed))
-  split = Split(ds.subset(~held), ds.subset(held))
-  if held.any():
+  limits = parse_limits(data_config.limit_subjects)
+  train = limit_subjects(ds.subset(~held), limits, int(data_config.holdout_seed), source)
+  split = Split(train, ds.subset(held))
+  if held.any() or limits:
     dataset.select_levels(split.train, data_config.levels, f"{source} without its held-out subjects")
   return split
 
@@ -123,6 +160,9 @@ def load_split(data_config, log: Log = print) -> Split:
   ds = dataset.select_levels(build_full_set(data_config, log), data_config.levels,
                              source_name(data_config))
   split = split_holdout(ds, data_config, source_name(data_config))
+  for (level, pattern), k in parse_limits(data_config.limit_subjects).items():
+    log(f"data.limit_subjects: training on {k} subjects' slices of {level}/{pattern} "
+        f"({int(((split.train.level == level) & (split.train.pattern == pattern)).sum())} slices)")
   if len(split.holdout):
     log(f"holding out {len(split.holdout)} slices of {len(split.subjects()['holdout'])} subjects "
         f"(data.holdout_fraction {data_config.holdout_fraction}); the GAN trains on "
