@@ -141,8 +141,9 @@ def load(path: str | os.PathLike) -> SliceDataset:
 
 def subject_split(ds: SliceDataset, holdout_fraction: float, seed: int) -> np.ndarray:
   """[N] bool, True for slices of held-out subjects: round(holdout_fraction x the
-  subjects) of each pattern, at least one where a pattern has two or more (a subject's
-  first slice decides its pattern), so every pattern is represented in both parts.
+  subjects) of each pattern, at least one and at most all but one where a pattern has two
+  or more (a subject's first slice decides its pattern), so every pattern with two
+  subjects or more is represented in both parts.
   holdout_fraction 0 holds out nothing."""
   if holdout_fraction == 0:
     return np.zeros(len(ds), bool)
@@ -153,7 +154,8 @@ def subject_split(ds: SliceDataset, holdout_fraction: float, seed: int) -> np.nd
     group = subjects[ds.pattern[first] == p]
     if len(group) < 2:
       continue
-    k = max(1, int(round(holdout_fraction * len(group))))
+    # At least one held out, and at least one kept: both parts show every pattern.
+    k = min(len(group) - 1, max(1, int(round(holdout_fraction * len(group)))))
     held.update(rng.permutation(group)[:k].tolist())
   return np.isin(ds.subject, sorted(held))
 

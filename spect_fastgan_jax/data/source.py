@@ -146,6 +146,9 @@ def split_holdout(ds: SliceDataset, data_config, source: str = "data set") -> Sp
   training part then keeps only the subjects data.limit_subjects allows."""
   check_holdout_config(data_config)
   held = dataset.subject_split(ds, float(data_config.holdout_fraction), int(data_config.holdout_seed))
+  if data_config.holdout_fraction > 0 and not held.any():
+    raise ConfigError(f"config field data.holdout_fraction is {data_config.holdout_fraction}, but {source} "
+                      "has no pattern with two subjects or more, so no subject can be held out")
   limits = parse_limits(data_config.limit_subjects)
   train = limit_subjects(ds.subset(~held), limits, int(data_config.holdout_seed), source)
   split = Split(train, ds.subset(held))
