@@ -534,6 +534,10 @@ INTEGRITY_CASES = {
         lambda folder, mp: "path,slice,level,pattern,side,subject\na.nii.gz,4,BG,normal,,A\n"
                            "./a.nii.gz,4,BG,unilateral,left,B\n",
         ["row 2 (line 3", "repeats row 1 (line 2", "with other labels"]),
+    "one scan under two subjects": (
+        lambda folder, mp: "path,slice,level,pattern,side,subject\na.nii.gz,4,BG,normal,,A\n"
+                           "./a.nii.gz,5,BG,normal,,B\n",
+        ["row 2 (line 3: ./a.nii.gz slice 5", "row 1 (line 2: a.nii.gz slice 4", "same scan under two subjects"]),
     "a renamed copy under another subject": (
         _case_copy, ["row 3 (line 3: copy_of_a.nii.gz", "same image as row 1 (line 1: a.nii.gz",
                      "two subjects"]),

@@ -106,7 +106,9 @@ def _check_header(header: list[str], manifest: str, line: int) -> None:
 
 
 def _check_repeats(rows: list[Row], manifest: str) -> None:
-  """DataError naming two rows that select the same slice of the same file."""
+  """DataError naming two rows that select the same slice of the same file, or two rows
+  that give one scan (file and series) two subjects: a slice's neighbours are another
+  row's slices, so one scan under two subjects would sit on both sides of a split."""
   first: dict[tuple, Row] = {}
   for row in rows:
     a = first.setdefault((row.resolved, row.series, row.slice), row)
@@ -116,6 +118,13 @@ def _check_repeats(rows: list[Row], manifest: str) -> None:
       raise DataError(f"{manifest}: {row.named()} repeats {a.named()}: the same slice of the "
                       f"same file{', with other labels' if differ else ''}; each slice may "
                       "appear once")
+  subject_of: dict[tuple, Row] = {}
+  for row in rows:
+    a = subject_of.setdefault((row.resolved, row.series), row)
+    if a.subject != row.subject:
+      raise DataError(f"{manifest}: {row.named()} and {a.named()} are slices of the same scan "
+                      "under two subjects; one scan is one subject's (fix the subject column, or "
+                      "write the path the same way in both rows)")
 
 
 def read_rows(manifest: str) -> list[Row]:
