@@ -76,19 +76,18 @@ def _training_set_reference(cfg, ecfg, workdir: str, log):
   from spect_fastgan_jax.evaluation import memorisation
   where = source.source_name(cfg.data)
   try:
-    ds = data.load_training_set(cfg.data, log=log)
+    split = data.load_split(cfg.data, log=log)
   except DataError as e:
     raise DataError(f"--reject_near_copies needs the run's training data, which cannot be read: {e}") from e
+  workdir_lib.check_same_subjects(workdir, split.subjects())
+  ds = split.train
   trained_on = (workdir_lib.read_run_record(workdir) or {}).get("data_counts")
   found = workdir_lib.data_counts(ds)
   if trained_on is not None and found != trained_on:
     raise DataError(f"--reject_near_copies: the data found at {where} is not the set the run in {workdir} "
                     f"trained on (slices per condition {found}, the run's {trained_on})")
   log(f"near-copy filter: reference from the run's {len(ds)} training slices ({where})")
-  return memorisation.new_patient_reference(
-      ds, max_shift=int(cfg.augment.max_shift), flip=bool(cfg.augment.flip),
-      quantile=float(ecfg.memorisation.near_copy_quantile), smooth_px=float(ecfg.memorisation.smooth_px),
-      log=log)
+  return memorisation.near_copy_reference(ds, cfg.augment, ecfg.memorisation, log)
 
 
 def simulate(config, workdir: str, log: Callable[[str], None] = _log):

@@ -426,6 +426,7 @@ def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, 
   # ADDED_FIELDS forgets it (then the resume below fails).
   record["config"]["loss"].pop("condition_aux", None)
   path.write_text(json.dumps(record))
+  os.remove(tmp_path / "subjects.json")   # nor the record of its subjects
   config.num_epochs = 2
   said = []
   train.train(config, str(tmp_path), toy_a, log=said.append)
@@ -436,6 +437,8 @@ def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, 
   assert saved.model.g_cond == "concat" and saved.model.output_peak == 1.0
   assert saved.loss.mode_seeking == 0.0 and saved.augment.renormalise is False
   assert saved.loss.condition_aux == 0.0
+  assert (saved.data.holdout_fraction, saved.data.limit_subjects) == (0.0, "")
+  assert json.loads((tmp_path / "subjects.json").read_text())["holdout"] == []
   # A recipe field that the older run did not have is still a change, and named.
   config.num_epochs = 3
   config.loss.mode_seeking = 0.5

@@ -94,7 +94,14 @@ def test_bad_holdout_fields_are_refused():
       train.check_config(config)
 
 
-def test_evaluate_tests_on_the_held_out_subjects(tmp_path):
+def _same_interval(got: dict, want: dict):
+  assert got["n"] == want["n"] and got["mean"] == pytest.approx(want["mean"])
+  assert (got["ci"] is None) == (want["ci"] is None)
+  if want["ci"] is not None:
+    assert got["ci"] == pytest.approx(want["ci"])
+
+
+def test_evaluate_tests_on_the_held_out_subjects(tmp_path, monkeypatch):
   npz = tmp_path / "toy.npz"
   ds = toy_dataset(3)
   ds.save(npz)
@@ -110,6 +117,13 @@ def test_evaluate_tests_on_the_held_out_subjects(tmp_path):
   workdir = str(tmp_path / "run")
   train.train(config, workdir, ds, log=lambda m: None)
   holdout = json.load(open(os.path.join(workdir, "subjects.json")))["holdout"]
+  # select scores epochs with a classifier trained and tested on training subjects only.
+  classified = []
+  reference = classifier.reference
+  monkeypatch.setattr(classifier, "reference",
+                      lambda ds, *a, **k: classified.append(set(ds.subject)) or reference(ds, *a, **k))
+  modes.select(config, workdir, every=1, log=lambda m: None)
+  assert classified and not classified[-1] & set(holdout)
   out = modes.evaluate(config, workdir, epoch=1, log=lambda m: None)
   r = json.load(open(os.path.join(out, "report.json")))
   assert r["test_subjects"] == {"unseen_by_the_runs": True, "subjects": holdout}
@@ -133,15 +147,20 @@ def test_evaluate_tests_on_the_held_out_subjects(tmp_path):
   for arm in u["arms"].values():
     assert len(arm["seeds"]) == 2
     for part in ("overall", "balanced"):
-      lo, hi = arm[part]["ci"]
-      assert lo <= arm[part]["mean"] <= hi
-      assert arm[part]["mean"] == pytest.approx(np.mean([x[part] for x in arm["seeds"]]))
-    assert arm["balanced"]["mean"] == pytest.approx(
-        np.mean([np.mean(list(x["recall"].values())) for x in arm["seeds"]]))
+      _same_interval(arm[part], utility.interval([x[part] for x in arm["seeds"]]))
+    assert [x["balanced"] for x in arm["seeds"]] == pytest.approx(
+        [np.mean(list(x["recall"].values())) for x in arm["seeds"]])
+    held_conditions = {f"{l}/{p}" for l, p, j in zip(ds.level, ds.pattern, ds.subject) if j in holdout}
+    assert set(arm["recall"]) == held_conditions   # a recall for every condition the test set has
   best = u["best_without_gan"]
   assert best in ("real", "real, rebalanced", "real, classic augmentation")
-  d = u["paired_vs_best_without_gan"]["real + synthetic"]["balanced"]["mean"]
-  assert d == pytest.approx(u["arms"]["real + synthetic"]["balanced"]["mean"] - u["arms"][best]["balanced"]["mean"])
+  assert np.mean([x["balanced"] for x in u["arms"][best]["seeds"]]) == max(
+      np.mean([x["balanced"] for x in u["arms"][a]["seeds"]]) for a in u["paired"]["real + synthetic"])
+  for arm, against in u["paired"].items():   # paired by classifier seed
+    for base, d in against.items():
+      per_seed = [a["balanced"] - b["balanced"] for a, b in zip(u["arms"][arm]["seeds"], u["arms"][base]["seeds"])]
+      _same_interval(d["balanced"], utility.interval(per_seed))
+    assert u["paired_vs_best_without_gan"][arm] == against[best]
   assert "## Utility" in md and "Paired differences" in md
 
 

@@ -150,9 +150,9 @@ def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None,
   shifts (default cfg.seed); the subject split is not made here.
   balance: draw batches with weights that balance the (level, pattern) conditions, so
     rare ones (bilateral) are not ignored; False draws every sample equally often.
-  classic: the classic augmentation of SPECT slices on top of the neighbour draw and the
-    shift (CLASSIC_AUGMENTATION: the paper's Eq. 6 blend, left-right flip of normal and
-    bilateral slices, contrast).
+  classic: the classic augmentation of SPECT slices (see CONTRAST_LOG): the paper's
+    Eq. 6 blend in place of the draw of one of a sample's three slices, left-right flip
+    of normal and bilateral slices, contrast, and the shift.
   """
   seed = int(cfg.seed) if seed is None else int(seed)
   module = ConditionClassifier(tuple(int(w) for w in cfg.widths), int(cfg.features))
@@ -187,10 +187,11 @@ def batch_index(data: Labelled, steps: int, batch_size: int, seed: int, balance:
 
 
 # The classic augmentation a user would try before a GAN (`train(classic=True)`): the
-# paper's Eq. 6 blend of a slice with a neighbour (half the samples, re-normalised),
-# left-right flip of normal and bilateral slices (a unilateral defect would change
-# side), and a contrast change x ** gamma with log gamma uniform in +/- CONTRAST_LOG
-# (cameras and reconstructions differ in contrast); on top of the shift every
+# paper's Eq. 6 blend w x slice + (1 - w) x a neighbour with w uniform in [0, 1], every
+# sample, re-normalised (it spans from the slice to its neighbour, where the plain draw
+# takes one of the three); left-right flip of normal and bilateral slices (a unilateral
+# defect would change side); a contrast change x ** gamma with log gamma uniform in
+# +/- CONTRAST_LOG (cameras and reconstructions differ in contrast); and the shift every
 # classifier gets.
 CONTRAST_LOG = 0.2
 _FLIP_PATTERNS = np.array([p in conditions.FLIP_SYMMETRIC for p in conditions.PATTERNS])
@@ -220,7 +221,7 @@ def _train_step(module, learning_rate: float, bs: int, k: int, max_shift: int, c
       # Samples with one alternative (generated slices) are their own neighbours: no blend.
       three = images[idx] if k == 3 else jnp.repeat(images[idx][:, :1], 3, axis=1)
       x = augment.augment(k1, three, flip_patterns[labels["pattern"][idx]], blend=True,
-                          max_shift=max_shift, flip=True, renormalise=True, blend_prob=0.5)
+                          max_shift=max_shift, flip=True, renormalise=True, blend_prob=1.0)
       gamma = jnp.exp(jax.random.uniform(k3, (bs, 1, 1), minval=-CONTRAST_LOG, maxval=CONTRAST_LOG))
       x = jnp.clip(x, 0.0, 1.0) ** gamma
     else:

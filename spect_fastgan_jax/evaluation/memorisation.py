@@ -266,6 +266,17 @@ def new_patient_reference(ds: SliceDataset, *, max_shift: int, flip: bool, quant
                              pixel, feature, train_f, how)
 
 
+def near_copy_reference(ds: SliceDataset, augment_config, memorisation_config,
+                        log: Callable[[str], None] = lambda m: None) -> NewPatientReference:
+  """The near-copy filter's reference: the run's training slices `ds` against themselves
+  (leave-one-subject-out, pixel distance), with the run's augmentation (`augment_config`)
+  and the filter's quantile and smoothing (`memorisation_config`, evaluate.memorisation)."""
+  return new_patient_reference(
+      ds, max_shift=int(augment_config.max_shift), flip=bool(augment_config.flip),
+      quantile=float(memorisation_config.near_copy_quantile),
+      smooth_px=float(memorisation_config.smooth_px), log=log)
+
+
 def _conditions(level: np.ndarray, pattern: np.ndarray) -> list[tuple[str, str]]:
   return [(l, p) for l in conditions.LEVELS for p in conditions.PATTERNS
           if ((level == l) & (pattern == p)).any()]

@@ -13,6 +13,7 @@ import numpy as np
 from spect_fastgan_jax import conditions, outputs, provenance, sample
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.data.dataset import DataError, SliceDataset
+from spect_fastgan_jax.errors import RunError
 from spect_fastgan_jax.evaluation import (augmentation, classifier, criteria, figures,
                                           memorisation, score, stats, utility)
 from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
@@ -143,14 +144,17 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
 def _utility(ds: SliceDataset, test: SliceDataset, run: RunSpec, cfg, levels, log: Log) -> dict:
   """The utility study of one run: synthetic slices that balance the conditions, with
   near-copies (judged against the training subjects alone) replaced."""
-  mcfg, aug = cfg.memorisation, run.config.augment
-  near = memorisation.new_patient_reference(
-      ds, max_shift=int(aug.max_shift), flip=bool(aug.flip), quantile=float(mcfg.near_copy_quantile),
-      smooth_px=float(mcfg.smooth_px), log=log)
+  near = memorisation.near_copy_reference(ds, run.config.augment, cfg.memorisation, log)
   counts = utility.synthetic_counts(ds, levels)
   log(f"{run.label}: generating {sum(counts.values())} synthetic slices for the utility study")
-  synthetic = RunSampler.of(run.config, run.workdir).images(
-      run.epoch, counts, int(cfg.seed), run.label, int(cfg.batch_size), near_copy=near.near_copies)
+  try:
+    synthetic = RunSampler.of(run.config, run.workdir).images(
+        run.epoch, counts, int(cfg.seed), run.label, int(cfg.batch_size), near_copy=near.near_copies)
+  except RunError as e:
+    # A generator that replays its training data: the report (and its memorisation
+    # audit, which shows how) is still written, with the study marked as not run.
+    log(f"{run.label}: utility study not run: {e}")
+    return {"skipped": str(e)}
   seeds = [int(cfg.classifier.seed) + s for s in range(int(cfg.utility_seeds))]
   return utility.study(ds, test, synthetic, cfg.classifier, levels, seeds, int(cfg.utility_steps), log)
 
