@@ -35,6 +35,18 @@ def test_split_is_per_pattern_and_by_subject():
   for pattern in ("normal", "unilateral", "bilateral"):
     assert held[ds.pattern == pattern].any() and not held[ds.pattern == pattern].all()
   assert not dataset_lib.subject_split(ds, 0.0, seed=0).any()
+  # Two subjects a pattern: at most one held out, whatever the share.
+  two = toy_dataset(1, levels=("CER", "BG"))   # one subject a condition: two a pattern
+  for fraction in (0.5, 0.75, 0.99):
+    held2 = dataset_lib.subject_split(two, fraction, seed=0)
+    for pattern in ("normal", "unilateral", "bilateral"):
+      assert held2[two.pattern == pattern].sum() == 1
+  # A holdout asked for where no pattern has two subjects is an error, not a silent no-op.
+  one = toy_dataset(1, levels=("COR",))
+  cfg1 = _config(fraction=0.5).data
+  cfg1.levels = ("COR",)
+  with pytest.raises(errors.ConfigError, match="data.holdout_fraction is 0.5"):
+    source.split_holdout(one, cfg1)
   cfg = _config().data
   cfg.holdout_seed = 1
   other = source.split_holdout(ds, cfg)
