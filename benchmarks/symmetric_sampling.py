@@ -3,9 +3,9 @@ left/right at random, the symmetry the training augmentation gives those pattern
 
     python benchmarks/symmetric_sampling.py RUN_WORKDIR EPOCH [EPOCH ...] [--seed 0]
 
-Training flips real normal and bilateral slices with probability 0.5 (MODEL.md, augment
-step 3), so the distribution D sees for them is left/right symmetric, and a generator
-that matched it would be too. A residual tilt of G (a sub-percent LR offset that changes
+Training flips real normal and bilateral slices with probability 0.5 (docs/model.md,
+"Augmentation", step 3), so the distribution D sees for them is left/right symmetric,
+and a generator that matched it would be too. A residual tilt of G (a sub-percent LR offset that changes
 sign from epoch to epoch) fails the LR ANOVA on 551 normals. This generates the images
 `--mode=evaluate` generates (Table 1 counts, sample indices 0..N-1 of --seed), and prints
 per pattern the mean LR and the MC / LR ANOVA P against the real slices, as generated

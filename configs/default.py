@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.data = data_config.get_config()
 
-  # --- Networks (MODEL.md). Channel widths by resolution. ---
+  # --- Networks (docs/model.md). Channel widths by resolution. ---
   config.model = ml_collections.ConfigDict()
   config.model.z_dim = 256                         # latent size (paper: 256)
   config.model.embed_dim = 64                      # the fully connected layer's output (paper: 64)

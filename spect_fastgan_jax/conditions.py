@@ -19,8 +19,8 @@ LEVELS = ("CER", "BG", "COR")
 PATTERNS = ("normal", "unilateral", "bilateral")
 SIDES = ("none", "left", "right")
 # Patterns whose label a left/right flip keeps: the training augmentation flips them
-# (MODEL.md, step 3), as do symmetric sampling (config sample.symmetric_flip) and the
-# memorisation audit's reference.
+# (docs/model.md, "Augmentation", step 3), as do symmetric sampling (config
+# sample.symmetric_flip) and the memorisation audit's reference.
 # A unilateral defect would move to the other side of its label's data.
 FLIP_SYMMETRIC = ("normal", "bilateral")
 

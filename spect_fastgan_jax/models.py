@@ -1,4 +1,4 @@
-"""Generator and discriminator of the conditional FastGAN (paper Figs. 1-3, MODEL.md).
+"""Generator and discriminator of the conditional FastGAN (paper Figs. 1-3, docs/model.md).
 
 Layout is NHWC throughout: images are [B, 64, 64, 1] in [-1, 1]. The layers they
 are built from are layers.py.
