@@ -175,7 +175,7 @@ def fidelity_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   config.model.d_cond = "projection"
   config.sample.symmetric_flip = True
   # An AC-GAN head on D: defects drawn as distinctly as the data has them
-  # (docs/fidelity.md, "An auxiliary condition classifier on D").
+  # (experiments/fidelity/LOG.md, "An auxiliary condition classifier on D").
   config.loss.condition_aux = 0.5
   return config
 
