@@ -10,11 +10,13 @@ if ROOT not in sys.path:
 
 
 def load_config(path: str):
-  """The ConfigDict of a config file (configs/*.py), as launch.py would load it."""
+  """The ConfigDict of a config file (configs/*.py), with a variant after ':'
+  (configs/dataset_a.py:cpu), as launch.py would load it."""
+  path, _, variant = path.partition(":")
   spec = importlib.util.spec_from_file_location("benchmark_config", os.path.join(ROOT, path))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(variant) if variant else module.get_config()
 
 
 def model_and_state(config):
