@@ -135,7 +135,8 @@ def test_an_unknown_config_variant_is_one_line(tmp_path, config):
   r = _launch(f"--config={config}", f"--workdir={tmp_path / 'run'}")
   assert r.returncode == 1
   variant = config.partition(":")[2]
-  assert r.stderr.startswith(f"error: --config={config}: unknown config variant {variant!r}; known: ")
+  assert r.stderr.startswith(f"error: --config={config}: unknown config variant {variant!r}: give a "
+                             "schedule, a data family or one of each joined by '+'; schedules: ")
   assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
   assert not (tmp_path / "run").exists()
 
