@@ -30,13 +30,23 @@ def default_workdir(config_path: str) -> str:
   return os.path.join("runs", f"{stem}_{variant}" if variant else stem)
 
 
-def run_config(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+def run_config(config: ml_collections.ConfigDict, workdir: str,
+               log: Callable[[str], None] = lambda m: None) -> ml_collections.ConfigDict:
   """The config a trained run was made with, with the `sample` block (and the
-  evaluation blocks) taken from `config`; the model must match its checkpoints."""
+  evaluation blocks) taken from `config`; the model must match its checkpoints.
+  Where that changes the run's own `sample.symmetric_flip` (a recipe run sampled with
+  another variant's config, or none), `log` says so: its normals then lose the symmetry
+  their training gave them, and the paper's LR test with it."""
+  from spect_fastgan_jax import sample as sample_lib
   saved = workdir_lib.require_run_config(workdir)
+  own_flip = sample_lib.symmetric_flip(saved)
   for block in ("sample", "evaluate"):
     if block in config:
       saved[block] = config[block]
+  if sample_lib.symmetric_flip(saved) != own_flip:
+    log(f"note: the run in {workdir} was trained with sample.symmetric_flip={own_flip}, and the "
+        f"--config given says {not own_flip}: sampling as --config says (give the run's own "
+        "config, e.g. --config=configs/dataset_a.py:cpu, to sample as its recipe does)")
   return saved
 
 
@@ -51,7 +61,7 @@ def train(config, workdir: str, log: Callable[[str], None] = _log,
 def sample(config, workdir: str, epoch: int | None, num_per_condition: int | None,
            overwrite: bool, reject_near_copies: bool = False, log: Callable[[str], None] = _log) -> str:
   from spect_fastgan_jax import sample as sample_lib
-  cfg = run_config(config, workdir)
+  cfg = run_config(config, workdir, log)
   if epoch is None:
     epochs = checkpoints.sampler_epochs(workdir)
     if not epochs:
@@ -141,14 +151,14 @@ def evaluate(config, workdir: str, epoch: int | None = None, compare_workdir: st
   Writes <workdir>/evaluation/epoch_XXXX_seedS[_vs_...]/report.md; returns that folder."""
   from spect_fastgan_jax import data
   from spect_fastgan_jax.evaluation import classifier, report
-  cfg = run_config(config, workdir)
+  cfg = run_config(config, workdir, log)
   ecfg = _eval_config(config)
   epoch = _choose_epoch(workdir, epoch, log, "--epoch")
   label = os.path.basename(os.path.normpath(workdir))
   runs = [report.RunSpec(label, workdir, cfg, epoch)]
   name = f"epoch_{epoch:04d}_seed{int(ecfg.seed)}"
   if compare_workdir:
-    other_cfg = run_config(config, compare_workdir)
+    other_cfg = run_config(config, compare_workdir, log)
     other_epoch = _choose_epoch(compare_workdir, compare_epoch, log, "--compare_epoch")
     other = os.path.basename(os.path.normpath(compare_workdir))
     if other == label:
@@ -169,7 +179,7 @@ def select(config, workdir: str, every: int = 10, overwrite: bool = False,
   <workdir>/evaluation/select_<first>-<last>_every<k>_seedS/ and returns its select.json dict."""
   from spect_fastgan_jax import data
   from spect_fastgan_jax.evaluation import classifier, select as select_lib
-  cfg = run_config(config, workdir)
+  cfg = run_config(config, workdir, log)
   ecfg = _eval_config(config)
   epochs = select_lib.epochs_to_score(checkpoints.sampler_epochs(workdir), every)
   if not epochs:

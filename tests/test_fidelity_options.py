@@ -446,6 +446,19 @@ def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, 
     train.train(config, str(tmp_path), toy_a, log=_quiet)
 
 
+def test_sampling_a_recipe_run_with_another_config_says_it_loses_the_flip(tmp_path):
+  """select, evaluate and sample take the sample block from --config; a recipe run sampled
+  with the paper's config loses its symmetric flip, and the log says so."""
+  workdir_lib.write_run_config(str(tmp_path), dataset_a.get_config("cpu"))
+  said = []
+  cfg = modes.run_config(dataset_a.get_config(), str(tmp_path), said.append)
+  assert cfg.sample.symmetric_flip is False
+  assert len(said) == 1 and "symmetric_flip=True" in said[0] and "--config" in said[0]
+  said.clear()
+  assert modes.run_config(dataset_a.get_config("cpu+subtle"), str(tmp_path), said.append).sample.symmetric_flip
+  assert said == []
+
+
 def test_condition_balance_draws_rare_conditions_more_often():
   level = np.array(["CER"] * 60 + ["BG"] * 20 + ["COR"] * 4)
   pattern = np.array(["normal"] * 84)
