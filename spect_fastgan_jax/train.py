@@ -320,7 +320,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     preflight.check_writable(w)
   g, d = networks(config)
   data = sharding.replicate(
-      input_pipeline.device_data(dataset, levels, float(config.data.condition_balance)), mesh)
+      input_pipeline.device_data(dataset, levels, float(config.data.condition_balance),
+                                 conditions.side_conditioned(config.data)), mesh)
   num_seeds, n = len(runs), len(dataset)
   # Seeds differ only in their key, which the state carries: one function serves all.
   sampler_fn = sample.make_sampler_fn(config, g)
@@ -345,7 +346,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         workdir_lib.write_subjects(w, subjects)
     state = sharding.replicate(stacked, mesh)
     first_epoch = (last or 0) + 1
-    log(f"training on {n} slices ({', '.join(levels)}), condition {conditions.condition_names(levels)}, "
+    log(f"training on {n} slices ({', '.join(levels)}), condition "
+        f"{conditions.condition_names(levels, conditions.side_conditioned(config.data))}, "
         f"{input_pipeline.steps_per_epoch(n, config.batch_size)} steps of batch {config.batch_size} "
         f"per epoch, epochs {first_epoch}..{config.num_epochs}"
         + (f", {num_seeds} seeds" if num_seeds > 1 else "")
