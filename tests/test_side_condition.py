@@ -4,11 +4,12 @@ side, refusals, and the tiny end-to-end path (train, sample, evaluate, augment).
 import csv
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 
-from conftest import toy_dataset
+from conftest import ROOT, toy_dataset
 from spect_fastgan_jax import Sampler, conditions, errors, input_pipeline, modes, sample, train
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.data import manifest
@@ -104,6 +105,18 @@ def test_the_sampler_draws_the_side_asked_and_refuses_what_it_cannot(runs):
   assert not plain.condition_side and plain.generate("BG", "unilateral", n=1).shape == (1, 64, 64)
   with pytest.raises(errors.ConditionError, match="not side-conditioned .*data.condition_side"):
     plain.generate("BG", "unilateral", n=1, side="left")
+
+
+def test_the_docs_side_example_runs(runs):
+  (paths, _) = runs
+  text = open(os.path.join(ROOT, "docs", "api.md")).read()
+  text = text[text.index("## The side of a unilateral defect"):]
+  code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+  code, found = re.subn(r"^workdir = .*$", f"workdir = {paths[True]!r}", code, flags=re.M)
+  assert found == 1
+  scope = {}
+  exec(compile(code, "docs/api.md", "exec"), scope)
+  assert scope["left"].shape == (16, 64, 64) and not np.array_equal(scope["left"], scope["right"])
 
 
 def test_mode_sample_takes_a_side_and_writes_each_side_apart(runs):
