@@ -4,16 +4,13 @@ import csv
 import json
 import os
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import dataset_a
 from configs import evaluate as eval_config
-from conftest import make_tiny, toy_dataset
-from spect_fastgan_jax import (Sampler, augmented_set, checkpoints, conditions, errors, models, modes,
-                               sample)
+from conftest import make_tiny, save_random_sampler_checkpoints, toy_dataset
+from spect_fastgan_jax import Sampler, augmented_set, errors, modes, sample
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.data import manifest, source
 from spect_fastgan_jax.evaluation import card as card_lib
@@ -39,15 +36,7 @@ def fake_run(workdir, config, epochs=(1, 2)):
   split = source.load_split(config.data, log=lambda m: None)
   workdir_lib.write_run_config(workdir, config, split.train)
   workdir_lib.write_subjects(workdir, split.subjects())
-  g, _ = models.from_config(config.model)
-  c = conditions.condition_dim(config.data.levels, conditions.side_conditioned(config.data))
-  ckpt = checkpoints.RunCheckpoints(workdir)
-  for epoch in epochs:
-    key = jax.random.PRNGKey(epoch)
-    g_vars = g.init({"params": key}, jnp.zeros((1, config.model.z_dim)), jnp.zeros((1, c)),
-                    jax.random.split(key, 1), train=False)
-    ckpt.save(epoch, None, g_vars)
-  ckpt.close()
+  save_random_sampler_checkpoints(workdir, config, epochs)
   return split
 
 

@@ -128,6 +128,11 @@ def test_augment_writes_a_set_whose_manifest_trains_a_new_run(trained, tmp_path)
   assert all((out / row["path"]).exists() for row in rows)
   for name in ("info.json", "card.md", "card.json"):
     assert (out / name).exists()
+  assert json.load(open(out / "info.json"))["near_copy_filter"]["drawn"] >= 9
+  r = _launch("--mode=augment", f"--workdir={workdir}", "--epoch=2", "--per_condition=3",
+              f"--out={tmp_path / 'unfiltered'}", "--noreject_near_copies", *TINY_EVAL)
+  assert r.returncode == 0, r.stderr
+  assert json.load(open(tmp_path / "unfiltered" / "info.json"))["near_copy_filter"] is None
   run2 = tmp_path / "run2"
   r = _launch("--config=configs/dataset_a.py", f"--workdir={run2}", f"--config.data.manifest={out / 'manifest.csv'}",
               "--config.num_epochs=1", *TINY, "--config.log.sample_every_epochs=0")
