@@ -46,6 +46,19 @@ def test_the_encoding_splits_unilateral_by_side_and_is_opt_in():
     conditions.check_condition_side("yes")
 
 
+def test_a_side_conditioned_run_on_unilaterals_without_a_side_is_refused_writing_nothing(tmp_path):
+  config = _config(tmp_path / "unused.npz")
+  config.data.condition_side = True
+  config.data.holdout_fraction = 0.0
+  workdir = tmp_path / "run"
+  ds = toy_dataset(2)
+  no_side = type(ds)(slices=ds.slices, level=ds.level, pattern=ds.pattern, side=np.full(len(ds), "none"),
+                     subject=ds.subject)
+  with pytest.raises(errors.DataError, match="cannot train a side-conditioned run: .*without a side"):
+    train.train(config, str(workdir), no_side, log=lambda m: None)
+  assert not workdir.exists()
+
+
 def test_slots_draw_both_sides_in_turn_or_the_one_asked():
   pt = ["normal", "unilateral", "unilateral", "bilateral", "unilateral"]
   assert conditions.slot_sides(pt).tolist() == ["none", "left", "right", "none", "left"]
