@@ -206,7 +206,7 @@ def test_a_tiny_side_conditioned_run_trains_samples_and_is_evaluated(tmp_path):
   assert asked["n"] == 9 and 0 <= asked["share"] <= 1 and set(asked["per_level"]) == {"CER", "BG", "COR"}
   assert report["runs"][0]["condition_side"] is True
   judged = {c["name"]: c for c in report["criteria"]["run"]}
-  assert judged["side_asked"]["values"]["all"] == asked["share"]
+  assert judged["side_asked"]["values"] == {"left": asked["left"], "right": asked["right"]}
   assert "reads" in open(os.path.join(out, "report.md")).read() and "side asked for" in \
       open(os.path.join(out, "report.md")).read()
   card = json.load(open(os.path.join(out, "card.json")))

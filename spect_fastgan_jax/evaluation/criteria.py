@@ -11,7 +11,7 @@ report.json and says, for one run, whether each criterion holds and by how much:
 | mc, lr | one-way ANOVA P > 0.05 for mean counts / the left-right ratio in every pattern |
 | side | binomial P > 0.05 for the share of generated unilateral defects on the left |
 | memorisation | the audit's C_T > -2 in pixel and in feature space |
-| side_asked | (a side-conditioned run) the share of unilateral defects the classifier reads on the side asked for >= its held-out real side accuracy |
+| side_asked | (a side-conditioned run) the share of unilateral defects asked left, and of those asked right, that the classifier reads on the side asked >= its held-out real side accuracy |
 
 In a side-by-side report (several runs) the ANOVA is over real and every run, so MC and
 LR are those of the joint test, not of one run alone (the result says so).
@@ -81,9 +81,12 @@ def fidelity_criteria(result: dict, label: str | None = None) -> list[dict]:
   asked = scores.get("side_correctness")
   real_side = result["classifier"]["holdout_accuracy"].get("side")
   if asked and real_side is not None:
-    rows.append(_row("side_asked", f"side read as asked >= held-out real side accuracy {real_side:.3f}",
-                     {"left": asked["left"], "right": asked["right"], "all": asked["share"]},
-                     {"all": asked["share"] >= real_side}, "{:.3f}"))
+    # Each side on its own: a generator (or a classifier) that always says left would
+    # otherwise pass on the pooled share.
+    sides = {s: asked[s] for s in ("left", "right")}
+    rows.append(_row("side_asked", f"side read as asked, for each side, >= held-out real side accuracy "
+                     f"{real_side:.3f}", sides,
+                     {s: v is not None and v >= real_side for s, v in sides.items()}, "{:.3f}"))
   return rows
 
 
