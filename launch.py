@@ -7,6 +7,7 @@
   python launch.py --mode=select --select_every=10                # score saved epochs, name the best
   python launch.py --mode=evaluate                                # fidelity report (epoch: select's best)
   python launch.py --mode=evaluate --epoch=826 --compare_workdir=runs/dataset_b --compare_epoch=651
+  python launch.py --mode=augment --balance --out=balanced      # real + synthetic slices, manifest, card
 
 Any config field can be overridden: --config.num_epochs=5 --config.data.manifest=scans.csv
 
@@ -26,11 +27,12 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(_HERE, "configs", "dataset_a.py"), "Config file (configs/*.py).",
     lock_config=True)
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "sample", "simulate", "evaluate", "select"],
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "sample", "simulate", "evaluate", "select", "augment"],
                          "What to do.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (default: runs/<config file stem>).")
-_EPOCH = flags.DEFINE_integer("epoch", None, "Epoch to sample from or evaluate (default: the newest; "
-                               "evaluate: the best of the newest --mode=select, else the newest).")
+_EPOCH = flags.DEFINE_integer("epoch", None, "Epoch to sample from, evaluate or augment with (default: the "
+                               "newest; evaluate, augment: the best of the newest --mode=select, else "
+                               "the newest).")
 _NUM = flags.DEFINE_integer("num_per_condition", None,
                             "Images per condition (default: as many as the real data, Table 1).")
 _COMPARE_WORKDIR = flags.DEFINE_string("compare_workdir", None,
@@ -53,9 +55,18 @@ _DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
     "distributed_timeout", 300, "--distributed: seconds to wait for every process to join before "
     "giving up with an error.")
 _REJECT = flags.DEFINE_bool(
-    "reject_near_copies", False, "sample: drop images closer to a training slice than the "
+    "reject_near_copies", False, "sample, augment: drop images closer to a training slice than the "
     "memorisation audit's near-copy threshold (docs/memorisation.md) and draw further sample "
-    "indices in their place; info.json records what was dropped.")
+    "indices in their place; info.json records what was dropped. Off by default for sample, on "
+    "for augment (--noreject_near_copies turns it off).")
+_SIDE = flags.DEFINE_string(
+    "side", None, "sample: draw every unilateral defect on this side (left or right); a "
+    "side-conditioned run (--config.data.condition_side=True) only. Default: left and right in turn.")
+_OUT = flags.DEFINE_string("out", None, "augment: the folder to write, which must not exist yet.")
+_BALANCE = flags.DEFINE_bool("balance", False, "augment: bring every condition up to the largest "
+                             "real count with synthetic slices.")
+_PER_CONDITION = flags.DEFINE_integer("per_condition", None, "augment: bring every condition up to N "
+                                      "slices (real ones are never dropped).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace earlier outputs of the same epoch and seed.")
 
 
@@ -78,6 +89,12 @@ def main(argv):
           _DISTRIBUTED_TIMEOUT.value, on_timeout=_fail_now)
     except distributed.ClusterError as e:
       _fail(str(e))
+  if _SIDE.value is not None and _MODE.value != "sample":
+    _fail(f"--side is for --mode=sample; --mode={_MODE.value} takes no side")
+  augment_flags = [f"--{f.name}" for f in (_OUT, _PER_CONDITION) if f.value is not None]
+  augment_flags += ["--balance"] if _BALANCE.value else []
+  if augment_flags and _MODE.value != "augment":
+    _fail(f"{', '.join(augment_flags)} given for --mode={_MODE.value}; they are for --mode=augment")
   from spect_fastgan_jax import errors, modes
   config = _CONFIG.value
   workdir = _WORKDIR.value or modes.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
@@ -88,7 +105,8 @@ def main(argv):
       if stop.requested:
         sys.exit(130)
     elif _MODE.value == "sample":
-      modes.sample(config, workdir, _EPOCH.value, _NUM.value, _OVERWRITE.value, _REJECT.value)
+      modes.sample(config, workdir, _EPOCH.value, _NUM.value, _OVERWRITE.value, _REJECT.value,
+                   side=_SIDE.value)
     elif _MODE.value == "simulate":
       modes.simulate(config, workdir)
     elif _MODE.value == "evaluate":
@@ -96,6 +114,10 @@ def main(argv):
                      _OVERWRITE.value)
     elif _MODE.value == "select":
       modes.select(config, workdir, _SELECT_EVERY.value, _OVERWRITE.value)
+    elif _MODE.value == "augment":
+      reject = _REJECT.value if flags.FLAGS[_REJECT.name].present else True
+      modes.augment(config, workdir, _OUT.value, _EPOCH.value, _BALANCE.value, _PER_CONDITION.value,
+                    near_copy_filter=reject)
   except errors.UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

@@ -42,6 +42,12 @@ def get_config() -> ml_collections.ConfigDict:
   # condition are dropped; their other slices and the held-out subjects stay). The GAN
   # and every classifier then see the same scarce real data (docs/utility.md). "": none.
   data.limit_subjects = ""
+  # Condition on the side of a unilateral defect: the pattern block of the condition
+  # vector becomes (normal, unilateral-left, unilateral-right, bilateral), 7 dims for
+  # dataset 'A', 4 for 'B', and sampling takes a side (--mode=sample --side=left,
+  # Sampler.generate(..., side="left")). Every unilateral training slice needs a side.
+  # False (paper): the 6- and 3-dim encodings of Table 2, no side.
+  data.condition_side = False
 
   # Parameters of the simulated set (spect_fastgan_jax/data/simulate.py). Every field
   # enters the cache key; (lo, hi) pairs are uniform ranges drawn per subject.

@@ -47,6 +47,8 @@ class Sampler:
     self._epoch = int(epoch)
     self._epochs = tuple(int(e) for e in epochs)
     self._levels = conditions_lib.check_levels(config.data.levels)
+    self._config = config
+    self._condition_side = conditions_lib.side_conditioned(config.data)
     self._conditions = tuple(trained_conditions)
     self._z_dim = int(config.model.z_dim)
     # The batch --mode=sample runs: a program of another batch size may round the
@@ -126,6 +128,12 @@ class Sampler:
     return self._symmetric_flip
 
   @property
+  def condition_side(self) -> bool:
+    """Whether the run is side-conditioned (data.condition_side): `generate` then takes
+    the side of a unilateral defect."""
+    return self._condition_side
+
+  @property
   def levels(self) -> tuple[str, ...]:
     """The run's anatomical levels, e.g. ("CER", "BG", "COR") for dataset 'A', ("COR",) for 'B'."""
     return self._levels
@@ -137,7 +145,7 @@ class Sampler:
     return self._conditions
 
   def generate(self, level: str, pattern: str, n: int | None = None, seed: int = 0,
-               index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+               index: Sequence[int] | np.ndarray | None = None, side: str | None = None) -> np.ndarray:
     """Images of one condition, for sample indices 0..n-1 or the given `index`.
 
     Args:
@@ -146,6 +154,8 @@ class Sampler:
       n: how many images, for sample indices 0, 1, ..., n-1. Give `n` or `index`, not both.
       seed: the sampling seed (--config.sample.seed of --mode=sample), 0 <= seed < 2**32.
       index: [N] non-negative integer sample indices, in any order, repeats allowed.
+      side: "left" or "right", the side of a unilateral defect, on a side-conditioned run
+        (`condition_side`) only, where a unilateral image needs one.
 
     Returns:
       [N, 64, 64] float32 in [0, 1], row k the image of (this epoch, seed, index k)
@@ -156,13 +166,17 @@ class Sampler:
     Raises:
       errors.ConditionError: an unknown level or pattern, or a condition the run
         has no training slices of (e.g. CER/bilateral); the message lists `conditions`.
+        An unknown side, a side on a run that is not side-conditioned or for a pattern
+        other than unilateral, or none for a unilateral image of a side-conditioned run.
       errors.ConfigError: both or neither of n and index, n < 1, an index that is not
         integers or out of 0..2**31-1, a seed out of range.
     """
     self._check_condition(level, pattern)
+    side = self._check_side(pattern, side)
     index = _sample_indices(n, index)
     seed = sample_lib.check_seed(seed, "seed")
-    cond = conditions_lib.encode(self._levels, [level] * len(index), [pattern] * len(index))
+    cond = conditions_lib.encode(self._levels, [level] * len(index), [pattern] * len(index),
+                                 [side or "none"] * len(index), self._condition_side)
     return sample_lib.generate(self._g, self._g_vars, cond, seed, index, self._z_dim,
                                batch_size=self._batch_size, generate_fn=self._generate_fn)
 
@@ -183,6 +197,19 @@ class Sampler:
           f"the run in {self._workdir} had no training slices of {level}/{pattern}, so its generator "
           f"never learned that condition; conditions it was trained on: "
           + ", ".join(f"{l}/{p}" for l, p in self._conditions))
+
+  def _check_side(self, pattern: str, side) -> str | None:
+    """`side` for an image of `pattern`, or ConditionError saying why it cannot be drawn."""
+    if side is not None and not isinstance(side, str):
+      raise errors.ConditionError(f"side must be 'left', 'right' or None, got {side!r}")
+    side = sample_lib.check_side(self._config, side, self._workdir)
+    if side is not None and pattern != "unilateral":
+      raise errors.ConditionError(f"side={side!r} given for a {pattern} image; only unilateral "
+                                  "defects have a side")
+    if side is None and self._condition_side and pattern == "unilateral":
+      raise errors.ConditionError(f"the run in {self._workdir} is side-conditioned: give the side of "
+                                  "the unilateral defect, side='left' or side='right'")
+    return side
 
   def __repr__(self) -> str:
     return f"Sampler(workdir={self._workdir!r}, epoch={self._epoch}, levels={self._levels})"

@@ -226,8 +226,8 @@ def sampler_epochs(workdir: str) -> list[int]:
     m.close()
 
 
-def restore_sampler(workdir: str, epoch: int, like: PyTree) -> PyTree:
-  """Generator variables of `epoch`; a missing epoch's error lists the epochs that exist."""
+def check_sampler_epoch(workdir: str, epoch: int) -> list[int]:
+  """The run's sampler epochs; CheckpointError listing them unless `epoch` is one."""
   epochs = sampler_epochs(workdir)
   if epoch not in epochs:
     if not epochs:
@@ -235,6 +235,12 @@ def restore_sampler(workdir: str, epoch: int, like: PyTree) -> PyTree:
                             "train first (python launch.py --mode=train)")
     raise CheckpointError(f"epoch {epoch} has no checkpoint in {checkpoint_dir(workdir, 'sampler')}; "
                           f"epochs that exist: {_ranges(epochs)}")
+  return epochs
+
+
+def restore_sampler(workdir: str, epoch: int, like: PyTree) -> PyTree:
+  """Generator variables of `epoch`; a missing epoch's error lists the epochs that exist."""
+  epochs = check_sampler_epoch(workdir, epoch)
   m = _manager(workdir, "sampler", None, read_only=True)
   try:
     with _quiet_failed_reads():

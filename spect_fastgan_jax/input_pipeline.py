@@ -18,7 +18,7 @@ from spect_fastgan_jax import conditions, rng
 from spect_fastgan_jax.data import source
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.data.stats import normalise
-from spect_fastgan_jax.errors import check_field, is_number
+from spect_fastgan_jax.errors import ConditionError, DataError, check_field, is_number
 
 Array = jax.Array
 
@@ -45,21 +45,29 @@ class Batch:
 
 
 def check_config(data_config) -> None:
-  """Raises ConfigError unless data.condition_balance is a number in [0, 1] and the
-  holdout fields are valid."""
+  """Raises ConfigError unless data.condition_balance is a number in [0, 1],
+  data.condition_side a bool and the holdout fields are valid."""
+  conditions.side_conditioned(data_config)
   v = data_config.condition_balance
   check_field(is_number(v) and 0 <= v <= 1, "data.condition_balance", v, "must be a number in [0, 1]")
   source.check_holdout_config(data_config)
 
 
-def device_data(ds: SliceDataset, levels, condition_balance: float = 0.0) -> DeviceData:
-  """The data set `ds`, max-normalised and encoded for a run on `levels`, as arrays;
-  with `condition_balance` > 0 also the draw probability of each slice."""
+def device_data(ds: SliceDataset, levels, condition_balance: float = 0.0,
+                condition_side: bool = False) -> DeviceData:
+  """The data set `ds`, max-normalised and encoded for a run on `levels` (with the
+  defect's side where `condition_side`), as arrays; with `condition_balance` > 0 also
+  the draw probability of each slice. A side-conditioned run balances the conditions
+  of its condition vector: unilateral left and right count as two."""
   slices = normalise(jnp.asarray(ds.slices))
-  cond = jnp.asarray(conditions.encode(levels, ds.level, ds.pattern))
+  try:
+    cond = jnp.asarray(conditions.encode(levels, ds.level, ds.pattern, ds.side, condition_side))
+  except ConditionError as e:
+    raise DataError(f"the training data cannot train a side-conditioned run: {e}") from e
+  pattern = conditions.sided_patterns(ds.pattern, ds.side) if condition_side else ds.pattern
   flip_ok = jnp.asarray(np.isin(ds.pattern, conditions.FLIP_SYMMETRIC))
-  spread = condition_spread(np.asarray(slices[:, 1]), ds.level, ds.pattern)
-  weight = (jnp.asarray(condition_weights(ds.level, ds.pattern, condition_balance))
+  spread = condition_spread(np.asarray(slices[:, 1]), ds.level, pattern)
+  weight = (jnp.asarray(condition_weights(ds.level, pattern, condition_balance))
             if condition_balance > 0 else None)
   return DeviceData(slices=slices, cond=cond, flip_ok=flip_ok, spread=jnp.asarray(spread),
                     weight=weight)

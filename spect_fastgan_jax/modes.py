@@ -15,7 +15,7 @@ from typing import Callable
 import ml_collections
 
 from spect_fastgan_jax import checkpoints, workdir as workdir_lib
-from spect_fastgan_jax.errors import CheckpointError, ConfigError, DataError
+from spect_fastgan_jax.errors import CheckpointError, ConfigError
 
 
 def _log(msg: str) -> None:
@@ -59,9 +59,11 @@ def train(config, workdir: str, log: Callable[[str], None] = _log,
 
 
 def sample(config, workdir: str, epoch: int | None, num_per_condition: int | None,
-           overwrite: bool, reject_near_copies: bool = False, log: Callable[[str], None] = _log) -> str:
+           overwrite: bool, reject_near_copies: bool = False, side: str | None = None,
+           log: Callable[[str], None] = _log) -> str:
   from spect_fastgan_jax import sample as sample_lib
   cfg = run_config(config, workdir, log)
+  sample_lib.check_side(cfg, side, workdir)
   if epoch is None:
     epochs = checkpoints.sampler_epochs(workdir)
     if not epochs:
@@ -75,28 +77,17 @@ def sample(config, workdir: str, epoch: int | None, num_per_condition: int | Non
     reference = _training_set_reference(cfg, _eval_config(config), workdir, log)
     test, info = reference.near_copies, reference.describe()
   return sample_lib.sample_run(cfg, workdir, epoch, num_per_condition=num_per_condition,
-                               overwrite=overwrite, near_copy=test, near_copy_info=info, log=log)
+                               overwrite=overwrite, side=side, near_copy=test, near_copy_info=info,
+                               log=log)
 
 
 def _training_set_reference(cfg, ecfg, workdir: str, log):
   """The memorisation reference of the slices the run in `workdir` trained on; a
   DataError naming what is missing when they cannot be found or have changed."""
-  from spect_fastgan_jax import data
   from spect_fastgan_jax.data import source
   from spect_fastgan_jax.evaluation import memorisation
-  where = source.source_name(cfg.data)
-  try:
-    split = data.load_split(cfg.data, log=log)
-  except DataError as e:
-    raise DataError(f"--reject_near_copies needs the run's training data, which cannot be read: {e}") from e
-  workdir_lib.check_same_subjects(workdir, split.subjects())
-  ds = split.train
-  trained_on = (workdir_lib.read_run_record(workdir) or {}).get("data_counts")
-  found = workdir_lib.data_counts(ds)
-  if trained_on is not None and found != trained_on:
-    raise DataError(f"--reject_near_copies: the data found at {where} is not the set the run in {workdir} "
-                    f"trained on (slices per condition {found}, the run's {trained_on})")
-  log(f"near-copy filter: reference from the run's {len(ds)} training slices ({where})")
+  ds = workdir_lib.training_split(cfg.data, workdir, "--reject_near_copies", log).train
+  log(f"near-copy filter: reference from the run's {len(ds)} training slices ({source.source_name(cfg.data)})")
   return memorisation.near_copy_reference(ds, cfg.augment, ecfg.memorisation, log)
 
 
@@ -121,12 +112,8 @@ def _evaluation_dir(workdir: str) -> str:
 
 def selected_epoch(workdir: str) -> int | None:
   """The best epoch of the newest --mode=select output in the workdir, if any."""
-  import glob
-  found = sorted(glob.glob(os.path.join(_evaluation_dir(workdir), "select_*", "select.json")),
-                 key=os.path.getmtime)
-  if not found:
-    return None
-  return workdir_lib.read_json(found[-1]).get("best_epoch")
+  found = workdir_lib.newest_selection(workdir)
+  return None if found is None else found[1].get("best_epoch")
 
 
 def _choose_epoch(workdir: str, epoch: int | None, log, flag: str) -> int:
@@ -171,6 +158,22 @@ def evaluate(config, workdir: str, epoch: int | None = None, compare_workdir: st
   return report.evaluate(runs, split.train, ecfg, os.path.join(_evaluation_dir(workdir), name),
                          classifier.cache_dir(workdir), overwrite, log,
                          test=split.holdout if len(split.holdout) else None)
+
+
+def augment(config, workdir: str, out: str | None, epoch: int | None = None, balance: bool = False,
+            per_condition: int | None = None, near_copy_filter: bool = True,
+            log: Callable[[str], None] = _log) -> str:
+  """--mode=augment: the run's real training slices and synthetic ones of an epoch
+  (default: select's best, else the newest), with manifest.csv, info.json and the model
+  card, written to the new folder `out` (augmented_set.py). Returns `out`."""
+  from spect_fastgan_jax import augmented_set
+  if not out:
+    raise ConfigError("--mode=augment needs --out=DIR, a folder that does not exist yet")
+  augmented_set.check_request(balance, per_condition)
+  cfg = run_config(config, workdir, log)
+  epoch = _choose_epoch(workdir, epoch, log, "--epoch")
+  return augmented_set.write(cfg, _eval_config(config), workdir, epoch, out, balance=balance,
+                             per_condition=per_condition, near_copy_filter=near_copy_filter, log=log)
 
 
 def select(config, workdir: str, every: int = 10, overwrite: bool = False,

@@ -30,7 +30,7 @@ import numpy as np
 from spect_fastgan_jax import (augment, checkpoints, conditions, models, outputs, preflight,
                                provenance, rng)
 from spect_fastgan_jax import workdir as workdir_lib
-from spect_fastgan_jax.errors import ConfigError, RunError, check_field, is_whole
+from spect_fastgan_jax.errors import ConditionError, ConfigError, RunError, check_field, is_whole
 
 # Pixel size written into the NIfTI stacks: the simulated set's in-plane spacing
 # (a 64 x 64 matrix of ~4 mm pixels covers the head, as the paper's scans do).
@@ -125,9 +125,11 @@ def symmetric_flip(config) -> bool:
 
 
 def generate_fn_of(g: models.Generator, config) -> Callable:
-  """make_generate_fn for a run's config: its z size and its `sample.symmetric_flip`."""
+  """make_generate_fn for a run's config: its z size, its `sample.symmetric_flip` and
+  its condition encoding (data.condition_side)."""
   check_config(config.sample)
-  return make_generate_fn(g, int(config.model.z_dim), symmetric_flip(config))
+  return make_generate_fn(g, int(config.model.z_dim), symmetric_flip(config),
+                          conditions.side_conditioned(config.data))
 
 
 # ----------------------------------------------------------------------------
@@ -144,9 +146,11 @@ def sample_keys(seed: int, index: jax.Array) -> tuple[jax.Array, jax.Array]:
 _FLIP_STREAM = 0x464C4950
 
 
-def make_generate_fn(g: models.Generator, z_dim: int, symmetric_flip: bool = False) -> Callable:
+def make_generate_fn(g: models.Generator, z_dim: int, symmetric_flip: bool = False,
+                     condition_side: bool = False) -> Callable:
   """Jitted (g_vars, cond [B, C], seed, index [B]) -> images [B, 64, 64] in [0, 1];
-  `symmetric_flip`: the module docstring's random flip of normal and bilateral images."""
+  `symmetric_flip`: the module docstring's random flip of normal and bilateral images
+  (`condition_side`: the condition vectors split unilateral by side)."""
 
   @jax.jit
   def generate(g_vars, cond, seed, index):
@@ -155,7 +159,7 @@ def make_generate_fn(g: models.Generator, z_dim: int, symmetric_flip: bool = Fal
     out = augment.from_model_range(g.apply(g_vars, z, cond, noise_keys, train=False), g.output_peak)
     if symmetric_flip:
       coin = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, _FLIP_STREAM)))(z_keys)
-      flip = coin & conditions.flip_symmetric(cond)
+      flip = coin & conditions.flip_symmetric(cond, condition_side)
       out = jnp.where(flip[:, None, None], out[:, :, ::-1], out)
     return out
 
@@ -185,7 +189,8 @@ def condition_grid(g, g_vars, config, per_condition: int = 4, seed: int = 0) -> 
   levels = conditions.check_levels(config.data.levels)
   pairs = conditions.all_conditions(levels)
   lv, pt = zip(*[(l, p) for l, p in pairs for _ in range(per_condition)])
-  cond = conditions.encode(levels, lv, pt)
+  sided = conditions.side_conditioned(config.data)
+  cond = conditions.encode(levels, lv, pt, conditions.slot_sides(pt) if sided else None, sided)
   imgs = generate(g, g_vars, cond, seed, np.arange(len(lv), dtype=np.int32), config.model.z_dim,
                   batch_size=len(lv), generate_fn=generate_fn_of(g, config))
   return tile(imgs, per_condition)
@@ -225,7 +230,7 @@ def write_nifti(images: np.ndarray, path: str, pixel_mm: float = NIFTI_PIXEL_MM)
 
 def generator_shapes(g: models.Generator, config) -> dict:
   """Shapes and dtypes of G's variables (no computation): the restore target."""
-  c = conditions.condition_dim(config.data.levels)
+  c = conditions.condition_dim(config.data.levels, conditions.side_conditioned(config.data))
   k = jax.random.PRNGKey(0)
   return jax.eval_shape(lambda: g.init({"params": k}, jnp.zeros((1, config.model.z_dim)),
                                        jnp.zeros((1, c)), jax.random.split(k, 1), train=False))
@@ -246,21 +251,24 @@ def default_counts(run_record: dict | None, levels: Sequence[str]) -> dict[tuple
 NearCopyTest = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def draw_without_near_copies(generate_rows: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+def draw_without_near_copies(generate_rows: Callable[..., np.ndarray],
                              lv: np.ndarray, pt: np.ndarray, near_copy: NearCopyTest,
-                             max_draws: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+                             max_draws: int, side: np.ndarray | None = None
+                             ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
   """Images for the slots (lv, pt) [N] with no near-copy among them.
 
   Slot k first gets sample index k; a near-copy is dropped and its slot gets the next
   unused index (N, N+1, ...), until every slot holds an image that passes. So each
   kept image is still the image of its (seed, index). generate_rows(level, pattern,
-  index) -> images. Raises errors.RunError after `max_draws` draws in all.
+  index) -> images; with `side` [N] (a side-conditioned run) generate_rows(level,
+  pattern, index, side). Raises errors.RunError after `max_draws` draws in all.
 
   Returns (images [N, 64, 64], index [N], dropped: [{index, level, pattern, distance}]).
   """
   n = len(lv)
   index = np.arange(n, dtype=np.int32)
-  images = generate_rows(lv, pt, index)
+  extra = (lambda k: ()) if side is None else (lambda k: (side[k],))
+  images = generate_rows(lv, pt, index, *extra(slice(None)))
   dropped: list[dict] = []
   todo = np.arange(n)
   next_index = n
@@ -276,12 +284,27 @@ def draw_without_near_copies(generate_rows: Callable[[np.ndarray, np.ndarray, np
     index[bad] = np.arange(next_index, next_index + len(bad), dtype=np.int32)
     next_index += len(bad)
     if len(bad):
-      images[bad] = generate_rows(lv[bad], pt[bad], index[bad])
+      images[bad] = generate_rows(lv[bad], pt[bad], index[bad], *extra(bad))
     todo = bad
   return images, index, dropped
 
 
 _SEED_HINT = ", or choose another seed (--config.sample.seed)"
+
+
+def check_side(config, side: str | None, workdir: str = "the run") -> str | None:
+  """`side` (None, "left" or "right") for sampling the run of `config`; ConditionError
+  for an unknown side, or any side on a run that is not side-conditioned
+  (data.condition_side), whose generator was never told one."""
+  if side is None:
+    return None
+  if side not in conditions.DEFECT_SIDES:
+    raise ConditionError(f"unknown side {side!r}; sides: {', '.join(conditions.DEFECT_SIDES)}")
+  if not conditions.side_conditioned(config.data):
+    raise ConditionError(f"the run in {workdir} is not side-conditioned (config field data.condition_side "
+                         "is False), so its generator cannot be asked for a side; train with "
+                         "--config.data.condition_side=True for that")
+  return side
 
 
 def output_dir(workdir: str, epoch: int, seed: int) -> str:
@@ -298,12 +321,16 @@ def check_output_dir(out_dir: str, overwrite: bool) -> None:
 
 
 def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | None = None,
-               seed: int | None = None, overwrite: bool = False,
+               seed: int | None = None, overwrite: bool = False, side: str | None = None,
                near_copy: NearCopyTest | None = None, near_copy_info: dict | None = None,
                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> str:
   """Generates images from the sampler checkpoint of `epoch` and writes them under
   `<workdir>/samples/epoch_XXXX_seedS/`: samples.npz, one NIfTI stack per
   condition, grid.png and info.json. Returns the output folder.
+
+  On a side-conditioned run (data.condition_side) unilateral images are drawn left and
+  right in turn, or all of `side` when given (check_side); samples.npz has each
+  image's side and each side its own NIfTI stack.
 
   With `near_copy`, images it flags are dropped and replaced by further sample
   indices (draw_without_near_copies); info.json records what was dropped, beside
@@ -314,6 +341,7 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   temporary folder that replaces the old one only when complete.
   """
   check_config(config.sample)
+  side = check_side(config, side, workdir)
   seed = int(config.sample.seed) if seed is None else check_seed(seed)
   out_dir = output_dir(workdir, epoch, seed)
   check_output_dir(out_dir, overwrite)
@@ -331,6 +359,8 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   g_vars = checkpoints.restore_sampler(workdir, epoch, generator_shapes(g, config))
 
   lv, pt = conditions.expand_counts(counts)
+  sided = conditions.side_conditioned(config.data)
+  sd = conditions.slot_sides(pt, side) if sided else np.full(len(pt), "none")
   log(f"sampling {len(lv)} images from epoch {epoch} (seed {seed}): "
       + ", ".join(f"{l} {p} {k}" for (l, p), k in counts.items()))
   # Always this batch size, however few images: XLA may round a program compiled for
@@ -339,35 +369,37 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   batch = int(config.sample.batch_size)
   generate_fn = generate_fn_of(g, config)
 
-  def generate_rows(l, p, i):
-    return generate(g, g_vars, conditions.encode(levels, l, p), seed, i, config.model.z_dim,
+  def generate_rows(l, p, i, s=None):
+    return generate(g, g_vars, conditions.encode(levels, l, p, s, sided), seed, i, config.model.z_dim,
                     batch_size=batch, generate_fn=generate_fn)
 
   filter_record = None
   if near_copy is None:
     index = np.arange(len(lv), dtype=np.int32)
-    images = generate_rows(lv, pt, index)
+    images = generate_rows(lv, pt, index, sd)
   else:
     images, index, dropped = draw_without_near_copies(generate_rows, lv, pt, near_copy,
-                                                      max_draws=10 * max(len(lv), 1))
+                                                      max_draws=10 * max(len(lv), 1), side=sd)
     filter_record = {**(near_copy_info or {}), "dropped": dropped,
                      "drawn": int(len(lv) + len(dropped))}
     log(f"near-copy filter: dropped {len(dropped)} of {len(lv) + len(dropped)} images drawn")
-  cond = conditions.encode(levels, lv, pt)
+  cond = conditions.encode(levels, lv, pt, sd, sided)
 
   with outputs.new_folder(out_dir, overwrite, _SEED_HINT) as tmp:
     # index: each image's sample index; (checkpoint, seed, index) gives back the image.
-    np.savez(os.path.join(tmp, "samples.npz"), images=images, level=lv, pattern=pt,
+    np.savez(os.path.join(tmp, "samples.npz"), images=images, level=lv, pattern=pt, side=sd,
              condition=cond, seed=np.int64(seed), index=index, epoch=np.int64(epoch))
     for l, p in counts:
-      sel = (lv == l) & (pt == p)
-      write_nifti(images[sel], os.path.join(tmp, f"{l}_{p}.nii.gz"))
+      for s in sorted(set(sd[(lv == l) & (pt == p)].tolist())):
+        sel = (lv == l) & (pt == p) & (sd == s)
+        write_nifti(images[sel], os.path.join(tmp, f"{l}_{p}{'' if s == 'none' else '_' + s}.nii.gz"))
     grid_cols = 8
     rows = [tile(images[(lv == l) & (pt == p)][:grid_cols], grid_cols) for l, p in counts]
     save_png(np.concatenate(rows, axis=0), os.path.join(tmp, "grid.png"))
     with open(os.path.join(tmp, "info.json"), "w") as f:
       json.dump({"epoch": epoch, "seed": seed, "batch_size": batch,
                  "symmetric_flip": symmetric_flip(config),
+                 "condition_side": sided, "side": side,
                  "workdir": os.path.abspath(workdir),
                  "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
                  "grid_rows": [f"{l}/{p}" for l, p in counts],

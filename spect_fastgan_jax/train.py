@@ -314,13 +314,16 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   if len(dataset) < config.batch_size:
     raise ConfigError(f"config field batch_size ({config.batch_size}) is larger than the data set "
                       f"({len(dataset)} slices)")
+  # Before any folder is made: data that cannot be encoded (a unilateral slice without
+  # a side for a side-conditioned run) is refused with nothing written.
+  data = sharding.replicate(
+      input_pipeline.device_data(dataset, levels, float(config.data.condition_balance),
+                                 conditions.side_conditioned(config.data)), mesh)
   for _, w in runs:
     # Creates w and proves it writable before the compile: an unwritable or full
     # workdir stops here with one line and nothing written.
     preflight.check_writable(w)
   g, d = networks(config)
-  data = sharding.replicate(
-      input_pipeline.device_data(dataset, levels, float(config.data.condition_balance)), mesh)
   num_seeds, n = len(runs), len(dataset)
   # Seeds differ only in their key, which the state carries: one function serves all.
   sampler_fn = sample.make_sampler_fn(config, g)
@@ -345,7 +348,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         workdir_lib.write_subjects(w, subjects)
     state = sharding.replicate(stacked, mesh)
     first_epoch = (last or 0) + 1
-    log(f"training on {n} slices ({', '.join(levels)}), condition {conditions.condition_names(levels)}, "
+    log(f"training on {n} slices ({', '.join(levels)}), condition "
+        f"{conditions.condition_names(levels, conditions.side_conditioned(config.data))}, "
         f"{input_pipeline.steps_per_epoch(n, config.batch_size)} steps of batch {config.batch_size} "
         f"per epoch, epochs {first_epoch}..{config.num_epochs}"
         + (f", {num_seeds} seeds" if num_seeds > 1 else "")

@@ -41,7 +41,7 @@ def make_optimizers(optim_config) -> tuple[optax.GradientTransformation, optax.G
 
 def init_variables(config, g: models.Generator, d: models.Discriminator, key: Array):
   """Initial variables of G and D."""
-  c = conditions.condition_dim(config.data.levels)
+  c = conditions.condition_dim(config.data.levels, conditions.side_conditioned(config.data))
   k_g, k_d = jax.random.split(key)
   z = jnp.zeros((1, config.model.z_dim), jnp.float32)
   y = jnp.zeros((1, c), jnp.float32)

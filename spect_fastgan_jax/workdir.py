@@ -13,13 +13,15 @@ module is what they share and none of them imports another for it.
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 
 import ml_collections
 
 from spect_fastgan_jax import outputs, provenance, runlog
-from spect_fastgan_jax.errors import MissingRunError, RunError
+from spect_fastgan_jax.errors import DataError, MissingRunError, RunError
 
 # Fields that must match between a run and its resumption: they change the
 # computation, so mixing them would make the result neither run's.
@@ -37,7 +39,7 @@ ADDED_FIELDS = {
     "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0, "condition_aux": 0.0},
     "optim": {"ema_warmup": False, "lr_decay_epochs": 0},
     "data": {"condition_balance": 0.0, "holdout_fraction": 0.0, "holdout_seed": 0,
-             "limit_subjects": ""},
+             "limit_subjects": "", "condition_side": False},
     "sample": {"symmetric_flip": False},
     "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0,
                 "blend_prob": 1.0},
@@ -48,6 +50,14 @@ def data_counts(dataset) -> dict[str, int]:
   """Slices per "level/pattern" present in a SliceDataset, as config.json records
   what a run trained on."""
   return {f"{l}/{p}": k for (l, p), k in dataset.counts().items() if k}
+
+
+def config_hash(config) -> str:
+  """A short hash of a config (a ConfigDict or the dict config.json holds): equal for
+  equal settings, whatever the key order, so a data set's record names the recipe that
+  made it."""
+  plain = json.loads(config.to_json()) if hasattr(config, "to_json") else config
+  return hashlib.sha256(json.dumps(plain, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
 def write_run_config(workdir: str, config, dataset=None) -> None:
@@ -97,6 +107,38 @@ def check_same_subjects(workdir: str, subjects: dict[str, list[str]]) -> None:
       raise RunError(f"the run in {workdir} recorded other {part} subjects in {SUBJECTS_FILE} than the "
                      f"data gives now ({len(diff)} differ, e.g. {diff[0]!r}): the data or "
                      "data.holdout_fraction/holdout_seed changed; use the run's data or another --workdir")
+
+
+def newest_selection(workdir: str) -> tuple[str, dict] | None:
+  """(path, contents) of the select.json of the newest --mode=select output in the run
+  in `workdir` (<workdir>/evaluation/select_*/), or None if select has not run there."""
+  found = sorted(glob.glob(os.path.join(workdir, "evaluation", "select_*", "select.json")),
+                 key=os.path.getmtime)
+  if not found:
+    return None
+  return found[-1], read_json(found[-1])
+
+
+def training_split(data_config, workdir: str, purpose: str, log=lambda m: None):
+  """The data.Split of the run in `workdir` (its training and held-out subjects), read
+  from `data_config` (the run's data block) and checked to be the set the run trained
+  on: the subjects of its subjects.json and the slices per condition of its config.json.
+  DataError starting with `purpose` (what needs the data) when it cannot be read or
+  differs; RunError when the subjects differ."""
+  from spect_fastgan_jax import data
+  from spect_fastgan_jax.data import source
+  where = source.source_name(data_config)
+  try:
+    split = data.load_split(data_config, log=log)
+  except DataError as e:
+    raise DataError(f"{purpose} needs the run's training data, which cannot be read: {e}") from e
+  check_same_subjects(workdir, split.subjects())
+  trained_on = (read_run_record(workdir) or {}).get("data_counts")
+  found = data_counts(split.train)
+  if trained_on is not None and found != trained_on:
+    raise DataError(f"{purpose}: the data found at {where} is not the set the run in {workdir} "
+                    f"trained on (slices per condition {found}, the run's {trained_on})")
+  return split
 
 
 def read_run_record(workdir: str) -> dict | None:

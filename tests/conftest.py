@@ -48,6 +48,21 @@ def make_tiny(config):
   return config
 
 
+def save_random_sampler_checkpoints(workdir, config, epochs=(1, 2)):
+  """Sampler checkpoints of `epochs` as training writes them, the weights random
+  initialisations of G (one per epoch): what sampling reads, without a training compile."""
+  from spect_fastgan_jax import checkpoints, conditions, models
+  g, _ = models.from_config(config.model)
+  c = conditions.condition_dim(config.data.levels, conditions.side_conditioned(config.data))
+  ckpt = checkpoints.RunCheckpoints(workdir)
+  for epoch in epochs:
+    key = jax.random.PRNGKey(epoch)
+    g_vars = g.init({"params": key}, jax.numpy.zeros((1, config.model.z_dim)), jax.numpy.zeros((1, c)),
+                    jax.random.split(key, 1), train=False)
+    ckpt.save(epoch, None, g_vars)
+  ckpt.close()
+
+
 @pytest.fixture
 def tiny_config_a():
   return make_tiny(dataset_a.get_config())

@@ -6,14 +6,12 @@ import re
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import dataset_a
-from conftest import ROOT, make_tiny, toy_dataset
-from spect_fastgan_jax import Sampler, checkpoints, conditions, errors, models, sample
+from conftest import ROOT, make_tiny, save_random_sampler_checkpoints, toy_dataset
+from spect_fastgan_jax import Sampler, errors, sample
 from spect_fastgan_jax import workdir as workdir_lib, write_nifti
 
 
@@ -28,15 +26,7 @@ def run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("api") / "run")
   config = make_tiny(dataset_a.get_config())
   workdir_lib.write_run_config(workdir, config, ds)
-  g, _ = models.from_config(config.model)
-  c = conditions.condition_dim(config.data.levels)
-  ckpt = checkpoints.RunCheckpoints(workdir)
-  for epoch in (1, 2):
-    key = jax.random.PRNGKey(epoch)
-    g_vars = g.init({"params": key}, jnp.zeros((1, config.model.z_dim)), jnp.zeros((1, c)),
-                    jax.random.split(key, 1), train=False)
-    ckpt.save(epoch, None, g_vars)
-  ckpt.close()
+  save_random_sampler_checkpoints(workdir, config)
   return workdir
 
 
@@ -198,14 +188,7 @@ def test_images_match_mode_sample_at_the_cpu_schedule_widths(tmp_path):
   config.sample.batch_size = 64
   workdir = str(tmp_path)
   workdir_lib.write_run_config(workdir, config)
-  g, _ = models.from_config(config.model)
-  key = jax.random.PRNGKey(0)
-  g_vars = g.init({"params": key}, jnp.zeros((1, config.model.z_dim)),
-                  jnp.zeros((1, conditions.condition_dim(config.data.levels))),
-                  jax.random.split(key, 1), train=False)
-  ckpt = checkpoints.RunCheckpoints(workdir)
-  ckpt.save(1, None, g_vars)
-  ckpt.close()
+  save_random_sampler_checkpoints(workdir, config, epochs=(1,))
   out = sample.sample_run(config, workdir, 1, num_per_condition=1, log=lambda m: None)
   with np.load(os.path.join(out, "samples.npz")) as z:
     images, level, pattern, index = z["images"], z["level"], z["pattern"], z["index"]

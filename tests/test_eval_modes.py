@@ -101,6 +101,16 @@ def test_evaluate_writes_report_with_every_pattern_and_metric(run):
   assert judged["accuracy"]["values"]["all"] == scores["accuracy"]["overall"]
   assert judged["memorisation"]["values"] == memo["c_t"]
   assert "Fidelity criteria" in md and f"of {len(judged)} met" in md
+  # The model card beside it states the same numbers, and why select chose the epoch.
+  card = json.load(open(os.path.join(out, "card.json")))
+  assert [c["values"] for c in card["fidelity"]["criteria"]] == [c["values"] for c in report["criteria"]["run"]]
+  assert card["fidelity"]["met"] == sum(c["met"] is True for c in report["criteria"]["run"])
+  assert card["epoch"]["chosen_by"] == "--mode=select" and card["epoch"]["epoch"] == best
+  assert card["memorisation"]["c_t"] == memo["c_t"] and card["run"]["condition_vector"][-3:] == [
+      "normal", "unilateral", "bilateral"]
+  card_md = open(os.path.join(out, "card.md")).read()
+  assert f"Fidelity criteria met: {card['fidelity']['met']} of {card['fidelity']['judged']}" in card_md
+  assert "Not validated clinically" in card_md and "## Training data" in card_md
   for fig in ("fig4_images.png", "fig5_boxplots.png", "fig6_maps.png", memo["figure"]):
     assert os.path.getsize(os.path.join(out, fig)) > 1000
   with pytest.raises(FileExistsError):
@@ -159,6 +169,21 @@ def test_bad_augmentation_settings_are_refused_before_any_work(run, field):
     modes.evaluate(config, workdir, epoch=2, overwrite=True, log=logs.append)
   assert not any("generating" in m for m in logs)
   assert open(os.path.join(out, "kept.txt")).read() == "an earlier report"
+
+
+def test_augment_carries_the_card_of_the_evaluated_epoch(run, tmp_path):
+  config, workdir = run
+  config = config.copy_and_resolve_references()
+  config.evaluate.augmentation_study = False
+  evaluated = modes.evaluate(config, workdir, epoch=1, overwrite=True, log=lambda m: None)
+  out = modes.augment(config, workdir, str(tmp_path / "set"), epoch=1, per_condition=4, log=lambda m: None)
+  card = json.load(open(os.path.join(out, "card.json")))
+  of_report = json.load(open(os.path.join(evaluated, "card.json")))
+  assert card["evaluation"]["report"] == os.path.abspath(os.path.join(evaluated, "report.json"))
+  for section in ("fidelity", "memorisation", "training_data", "recipe"):
+    assert card[section] == of_report[section], section
+  assert card["data_set"]["counts"]["BG/normal"] == {"real": 3, "synthetic": 1}
+  assert "## This data set" in open(os.path.join(out, "card.md")).read()
 
 
 def test_missing_epoch_is_a_user_error(run):

@@ -107,6 +107,66 @@ def test_near_copy_filter_without_the_training_data_fails_before_writing(trained
   assert not (workdir / "samples" / "epoch_0001_seed7").exists()
 
 
+TINY_EVAL = ["--config.evaluate.classifier.widths=(4,8,8)", "--config.evaluate.classifier.features=16",
+             "--config.evaluate.classifier.steps=20"]
+
+
+def test_augment_writes_a_set_whose_manifest_trains_a_new_run(trained, tmp_path):
+  workdir, _ = trained
+  out = tmp_path / "set"
+  r = _launch("--mode=augment", f"--workdir={workdir}", "--epoch=2", "--per_condition=3", f"--out={out}",
+              *TINY_EVAL)
+  assert r.returncode == 0, r.stderr
+  assert "near-copy filter: dropped" in r.stderr   # on by default
+  import csv
+  with open(out / "manifest.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  per = {}
+  for row in rows:
+    per.setdefault((row["level"], row["pattern"]), []).append(row["source"])
+  assert len(per) == 9 and all(sorted(v) == ["real", "real", "synthetic"] for v in per.values())
+  assert all((out / row["path"]).exists() for row in rows)
+  for name in ("info.json", "card.md", "card.json"):
+    assert (out / name).exists()
+  assert json.load(open(out / "info.json"))["near_copy_filter"]["drawn"] >= 9
+  r = _launch("--mode=augment", f"--workdir={workdir}", "--epoch=2", "--per_condition=3",
+              f"--out={tmp_path / 'unfiltered'}", "--noreject_near_copies", *TINY_EVAL)
+  assert r.returncode == 0, r.stderr
+  assert json.load(open(tmp_path / "unfiltered" / "info.json"))["near_copy_filter"] is None
+  run2 = tmp_path / "run2"
+  r = _launch("--config=configs/dataset_a.py", f"--workdir={run2}", f"--config.data.manifest={out / 'manifest.csv'}",
+              "--config.num_epochs=1", *TINY, "--config.log.sample_every_epochs=0")
+  assert r.returncode == 0, r.stderr
+  record = json.load(open(run2 / "config.json"))
+  assert record["data_counts"] == {k: 3 for k in (f"{l}/{p}" for l, p in per)}
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--mode=augment", "--epoch=9", "--balance"], "epoch 9 has no checkpoint"),
+    (["--mode=augment", "--epoch=2", "--balance", "--side=left"], "--side is for --mode=sample"),
+    (["--mode=sample", "--epoch=2", "--side=up"], "unknown side 'up'"),
+    (["--mode=sample", "--epoch=2", "--side=left"], "not side-conditioned"),
+    (["--mode=sample", "--epoch=2", "--balance"], "they are for --mode=augment"),
+])
+def test_bad_augment_or_side_input_is_one_line_and_writes_nothing(trained, tmp_path, args, says):
+  workdir, _ = trained
+  before = sorted(os.listdir(workdir))
+  r = _launch(*args, f"--workdir={workdir}", *([f"--out={tmp_path / 'set'}"] if "augment" in args[0] else []))
+  assert r.returncode == 1
+  errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and says in errors[0], r.stderr
+  assert "Traceback" not in r.stderr
+  assert not (tmp_path / "set").exists() and sorted(os.listdir(workdir)) == before
+
+
+def test_augment_never_writes_into_an_existing_folder(trained, tmp_path):
+  workdir, _ = trained
+  (tmp_path / "mine.txt").write_text("keep")
+  r = _launch("--mode=augment", f"--workdir={workdir}", "--epoch=2", "--balance", f"--out={tmp_path}")
+  assert r.returncode == 1 and "exists" in r.stderr and "Traceback" not in r.stderr
+  assert os.listdir(tmp_path) == ["mine.txt"]
+
+
 def test_missing_epoch_lists_the_epochs_that_exist(trained):
   workdir, _ = trained
   r = _launch("--mode=sample", "--epoch=826", f"--workdir={workdir}")

@@ -9,6 +9,11 @@ of one scan count as one subject; `series` picks one DICOM series (its
 SeriesInstanceUID or SeriesNumber) of a folder that holds several. Blank lines and
 lines starting with '#' are skipped.
 
+A data set written by `--mode=augment` adds the columns `source` (real or synthetic) and,
+for synthetic rows, `epoch`, `seed` and `index` (what reproduces the image); they are
+checked (a known source, whole numbers) and otherwise only recorded: every row trains
+alike.
+
 Every slice may appear once: a row that repeats another's file and slice, or whose
 image is identical to another row's (a renamed copy, perhaps under another
 subject), is refused naming both rows, so that no image is in two classes or on
@@ -33,8 +38,12 @@ from spect_fastgan_jax import conditions
 from spect_fastgan_jax.data import volumes
 from spect_fastgan_jax.data.dataset import DataError, SliceDataset, missing_reason
 
-COLUMNS = ("path", "slice", "level", "pattern", "side", "subject", "series")
+COLUMNS = ("path", "slice", "level", "pattern", "side", "subject", "series",
+           "source", "epoch", "seed", "index")
 REQUIRED = COLUMNS[:4]
+SOURCES = ("real", "synthetic")
+# Columns that record where a row came from (--mode=augment); whole numbers where given.
+_WHOLE_COLUMNS = ("epoch", "seed", "index")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +178,11 @@ def read_rows(manifest: str) -> list[Row]:
     if side != "none" and pattern != "unilateral":
       raise DataError(f"{where}: side {side!r} given for a {pattern} slice; only unilateral "
                       "slices have a defect side (leave it empty or 'none')")
+    if field.get("source"):
+      _label(field["source"], SOURCES, "source", where)
+    for name in _WHOLE_COLUMNS:
+      if field.get(name) and not field[name].isdigit():
+        raise DataError(f"{where}: {name} {field[name]!r} is not a whole number")
     resolved = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
     rows.append(Row(number, line, path, resolved, index, level, pattern, side,
                     field.get("subject") or path, field.get("series") or ""))

@@ -11,6 +11,7 @@ report.json and says, for one run, whether each criterion holds and by how much:
 | mc, lr | one-way ANOVA P > 0.05 for mean counts / the left-right ratio in every pattern |
 | side | binomial P > 0.05 for the share of generated unilateral defects on the left |
 | memorisation | the audit's C_T > -2 in pixel and in feature space |
+| side_asked | (a side-conditioned run) the share of unilateral defects asked left, and of those asked right, that the classifier reads on the side asked >= its held-out real side accuracy |
 
 In a side-by-side report (several runs) the ANOVA is over real and every run, so MC and
 LR are those of the joint test, not of one run alone (the result says so).
@@ -25,7 +26,7 @@ ACCURACY_SHARE = 0.95
 SD_RANGE = (0.8, 1.2)
 MIN_P = 0.05
 MIN_C_T = -2.0
-NAMES = ("diversity", "accuracy", "sd", "mc", "lr", "side", "memorisation")
+NAMES = ("diversity", "accuracy", "sd", "mc", "lr", "side", "memorisation", "side_asked")
 
 
 def _row(name: str, rule: str, values: dict, ok: dict, unit_fmt: str) -> dict:
@@ -77,6 +78,15 @@ def fidelity_criteria(result: dict, label: str | None = None) -> list[dict]:
     c_t = dict(memo["c_t"])
     rows.append(_row("memorisation", f"memorisation audit C_T > {MIN_C_T} in both spaces", c_t,
                      {k: v > MIN_C_T for k, v in c_t.items()}, "{:.2f}"))
+  asked = scores.get("side_correctness")
+  real_side = result["classifier"]["holdout_accuracy"].get("side")
+  if asked and real_side is not None:
+    # Each side on its own: a generator (or a classifier) that always says left would
+    # otherwise pass on the pooled share.
+    sides = {s: asked[s] for s in ("left", "right")}
+    rows.append(_row("side_asked", f"side read as asked, for each side, >= held-out real side accuracy "
+                     f"{real_side:.3f}", sides,
+                     {s: v is not None and v >= real_side for s, v in sides.items()}, "{:.3f}"))
   return rows
 
 

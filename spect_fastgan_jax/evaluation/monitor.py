@@ -48,7 +48,10 @@ class Monitor:
         metrics.column_centroid(self.real.images[self.real.mask(p, l)]).mean() for l, p in keys]))
     self.lv = np.array([l for l, _ in keys for _ in range(per_condition)])
     self.pt = np.array([p for _, p in keys for _ in range(per_condition)])
-    self.cond = conditions.encode(self.levels, self.lv, self.pt)
+    sided = conditions.side_conditioned(config.data)
+    # A side-conditioned run draws its unilateral defects left and right in turn.
+    self.cond = conditions.encode(self.levels, self.lv, self.pt,
+                                  conditions.slot_sides(self.pt) if sided else None, sided)
     self.index = np.arange(len(self.lv), dtype=np.int32)
     self.seed = int(ecfg.seed)
     self.z_dim = int(config.model.z_dim)

@@ -14,7 +14,7 @@ from spect_fastgan_jax import conditions, outputs, provenance, sample
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.data.dataset import DataError, SliceDataset
 from spect_fastgan_jax.errors import RunError
-from spect_fastgan_jax.evaluation import (augmentation, classifier, criteria, figures,
+from spect_fastgan_jax.evaluation import (augmentation, card, classifier, criteria, figures,
                                           memorisation, score, stats, utility)
 from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
 
@@ -54,6 +54,19 @@ def check_unseen(test: SliceDataset, runs: Sequence[RunSpec]) -> None:
                       f"({workdir_lib.SUBJECTS_FILE}); compare runs held out on the same subjects")
 
 
+def condition_classifier(ds: SliceDataset, test: SliceDataset | None, classifier_cfg, cache_dir: str,
+                         log: Log = lambda m: None) -> tuple[SliceDataset, classifier.Reference]:
+  """The condition classifier of a run's evaluation and the slices it was split from:
+  trained on `ds` (the run's training slices) and tested on `test` (its held-out
+  subjects) where there are any, else on the share of `ds`'s subjects it holds out
+  itself. Cached under `cache_dir`, so every caller gets the one evaluate trained."""
+  if test is None or not len(test):
+    return ds, classifier.reference(ds, classifier_cfg, cache_dir, log)
+  everyone = SliceDataset.concat([ds, test])
+  return everyone, classifier.reference(everyone, classifier_cfg, cache_dir, log,
+                                        holdout=np.arange(len(everyone)) >= len(ds))
+
+
 def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache_dir: str,
              overwrite: bool = False, log: Log = lambda m: None,
              test: SliceDataset | None = None) -> str:
@@ -78,12 +91,7 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
   outputs.refuse_existing(out_dir, overwrite, hint)  # before minutes of work, not after
   t0 = time.time()
   real = real_group(ds)
-  if test is None:
-    everyone, ref = ds, classifier.reference(ds, cfg.classifier, cache_dir, log)
-  else:
-    everyone = SliceDataset.concat([ds, test])
-    ref = classifier.reference(everyone, cfg.classifier, cache_dir, log,
-                               holdout=np.arange(len(everyone)) >= len(ds))
+  everyone, ref = condition_classifier(ds, test, cfg.classifier, cache_dir, log)
   real_pred = ref.trained.predict(real.images)
   counts = real_counts(real)
   fakes, scores, study, useful, memo, memo_refs, memo_figs = [], {}, {}, {}, {}, {}, {}
@@ -111,6 +119,7 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
   result = {
       "runs": [{"label": r.label, "workdir": os.path.abspath(r.workdir), "epoch": r.epoch,
                 "levels": list(r.config.data.levels),
+                "condition_side": conditions.side_conditioned(r.config.data),
                 "symmetric_flip": sample.symmetric_flip(r.config)} for r in runs],
       "seed": int(cfg.seed), "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
       "paper": paper, "classifier": {"cache_key": ref.key, "holdout_accuracy": ref.holdout_accuracy,
@@ -137,6 +146,9 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
     outputs.write_json(result, os.path.join(tmp, "report.json"))
     with open(os.path.join(tmp, "report.md"), "w") as f:
       f.write(markdown(result))
+    # The model card of the first run, from the same numbers (evaluation/card.py).
+    card.write(card.build(runs[0].workdir, runs[0].epoch, outputs.finite(result),
+                          os.path.join(out_dir, "report.json"), runs[0].label), tmp)
   log(f"wrote {out_dir}/report.md ({result['seconds']} s)")
   return out_dir
 
@@ -284,7 +296,16 @@ def markdown(r: dict) -> str:
             "CPU the thread setting changes how XLA sums, so a classifier trained under another "
             "setting gives figures a little different (docs/evaluation.md)."]
   out += ["", f"Side of unilateral defects on held-out real slices: classifier accuracy "
-          f"{_f(ho.get('side'), 3)}.", "", "### Left/right balance of unilateral defects", "",
+          f"{_f(ho.get('side'), 3)}.", ""]
+  for l in labels:
+    c = r["runs_scores"][l].get("side_correctness")
+    if c:
+      out += [f"Side-conditioned run **{l}** (data.condition_side): the classifier reads {_f(c['share'], 3)} "
+              f"of its {c['n']} unilateral defects on the side asked for (asked left {_f(c['left'], 3)}, "
+              f"right {_f(c['right'], 3)}; per level "
+              + ", ".join(f"{k} {_f(v, 3)}" for k, v in c["per_level"].items())
+              + f"), against {_f(ho.get('side'), 3)} on held-out real slices.", ""]
+  out += ["### Left/right balance of unilateral defects", "",
           "| run | level | n | real left share (labels) | real left share (LR < 1) | "
           "generated left share (classifier) | generated left share (LR < 1) | binomial P |",
           "|---|---|---|---|---|---|---|---|"]

@@ -28,7 +28,7 @@ PER_IMAGE = {"mc": (metrics.mean_counts, "mean counts (MC)"),
 @dataclasses.dataclass
 class Group:
   """images: [N, 64, 64] max-normalised; level, pattern: [N] str; side: [N] str or None
-  (generated images have no side label)."""
+  (generated images have a side label only from a side-conditioned run: the side asked for)."""
   name: str
   images: np.ndarray
   level: np.ndarray
@@ -91,6 +91,7 @@ def run_scores(real: Group, real_pred: dict, fake: Group, fake_pred: dict,
 
   Returns {"accuracy": classifier.score(), "per_condition": {"BG/normal": {frechet, kernel,
   ms_ssim_real, ms_ssim_fake, diversity_ratio, sd_ratio, accuracy}}, "side_balance": {...},
+  "side_correctness": side_correctness() where `fake` has sides (a side-conditioned run), else None,
   "summary": {accuracy, frechet_mean, kernel_mean, diversity_ratio, sd_ratio}}.
   """
   acc = classifier.score(fake_pred, fake.level, fake.pattern, None, levels)
@@ -112,6 +113,7 @@ def run_scores(real: Group, real_pred: dict, fake: Group, fake_pred: dict,
   mean = lambda k: float(np.mean([v[k] for v in per.values()])) if per else math.nan
   return {"accuracy": acc, "per_condition": per,
           "side_balance": side_balance(real, real_pred, fake, fake_pred),
+          "side_correctness": side_correctness(fake, fake_pred) if fake.side is not None else None,
           "summary": {"accuracy": acc["overall"], "frechet_mean": mean("frechet"),
                       "kernel_mean": mean("kernel"), "diversity_ratio": mean("diversity_ratio"),
                       "sd_ratio": mean("sd_ratio")}}
@@ -137,6 +139,22 @@ def real_ms_ssim(real: Group, ms_ssim_pairs: int) -> dict:
   """Pairwise MS-SSIM of the real images per condition (computed once for select)."""
   return {_key(p, l): metrics.pairwise_ms_ssim(real.images[real.mask(p, l)], ms_ssim_pairs)
           for l, p in real.conditions() if real.mask(p, l).sum() >= 2}
+
+
+def side_correctness(fake: Group, fake_pred: dict) -> dict | None:
+  """How often the classifier's side head reads a generated unilateral defect on the
+  side it was asked for (a side-conditioned run): {"n", "share" (all), "left", "right"
+  (per side asked), "per_level": {level: share}}; None without unilateral images."""
+  m = (fake.pattern == "unilateral") & np.isin(fake.side, classifier.SIDE_CLASSES)
+  if not m.any():
+    return None
+  read = np.asarray(classifier.SIDE_CLASSES)[fake_pred["side"][m].argmax(1)]
+  asked, level = np.asarray(fake.side)[m], fake.level[m]
+  ok = read == asked
+  share = lambda sel: float(ok[sel].mean()) if sel.any() else None  # noqa: E731
+  return {"n": int(m.sum()), "share": float(ok.mean()), "left": share(asked == "left"),
+          "right": share(asked == "right"),
+          "per_level": {l: share(level == l) for l in conditions.LEVELS if (level == l).any()}}
 
 
 def side_balance(real: Group, real_pred: dict, fake: Group, fake_pred: dict) -> dict:

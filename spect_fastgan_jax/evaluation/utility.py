@@ -115,7 +115,9 @@ def study(train: SliceDataset, test: SliceDataset, synthetic: Group, cfg, levels
   train_cfg = cfg.copy_and_resolve_references()
   train_cfg.steps = int(steps)
   real = classifier.real_labelled(train)
-  synth = classifier.Labelled.from_strings(synthetic.images, synthetic.level, synthetic.pattern)
+  # A side-conditioned run's slices carry the side they were drawn with; others none.
+  synth = classifier.Labelled.from_strings(synthetic.images, synthetic.level, synthetic.pattern,
+                                           synthetic.side)
   both = classifier.Labelled.concat([real, synth]) if len(synthetic.level) else real
   per_arm = {}
   for name, (with_synthetic, balance, classic) in ARMS.items():
