@@ -125,3 +125,21 @@ def arms_by_steps(arms: dict, classifier_cfg, test, levels, steps: list[int], re
       print("             " + "  ".join(f"{c} {v:.3f} (n {counts.get(c, 0)})" for c, v in per_mean.items()),
             flush=True)
   return out
+
+
+def time_epochs(epoch_fn, state, data, repeats: int):
+  """Runs `epoch_fn(state, data)` once to compile and warm up, then `repeats` times.
+  Returns (the last state, seconds of the first call, [seconds of each timed call])."""
+  import time
+  import jax
+  t = time.perf_counter()
+  state, m = epoch_fn(state, data)
+  jax.block_until_ready(m)
+  first = time.perf_counter() - t
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    state, m = epoch_fn(state, data)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t)
+  return state, first, times

@@ -64,13 +64,7 @@ def main():
 
   # --- The epoch as training runs it, and its step alone. ---
   train_epoch = train.make_train_epoch(config, g, d, len(ds))
-  state, _ = train_epoch(state, dev)   # compiles
-  epoch_s = []
-  for _ in range(r):
-    t = time.perf_counter()
-    state, m = train_epoch(state, dev)
-    jax.block_until_ready(m)
-    epoch_s.append(time.perf_counter() - t)
+  state, _, epoch_s = common.time_epochs(train_epoch, state, dev, r)
   epoch = statistics.median(epoch_s)
   order = input_pipeline.epoch_order(state.key, state.epoch, len(ds), b, dev.weight)
   batch = input_pipeline.gather(dev, order[0])

@@ -118,16 +118,8 @@ def main():
   flops_per_step = step_flops(conv_impl)
   model_flops_per_step = flops_per_step if conv_impl == "xla" else step_flops("xla")
 
-  t = time.perf_counter()
-  state, m = epoch_fn(state, data)  # compiles, then warms up
-  jax.block_until_ready(m)
-  compile_s = time.perf_counter() - t
-  rates = []
-  for _ in range(args.repeats):
-    t = time.perf_counter()
-    state, m = epoch_fn(state, data)
-    jax.block_until_ready(m)
-    rates.append(args.steps / (time.perf_counter() - t))
+  state, compile_s, times = common.time_epochs(epoch_fn, state, data, args.repeats)  # compiles first
+  rates = [args.steps / t for t in times]
   steps_s = statistics.median(rates)
   ceiling = matmul_ceiling()
   sample_rate = sampling_rate(g, state if args.num_seeds == 1 else single_state, config,
