@@ -80,15 +80,6 @@ def main(argv):
     _fail(f"{', '.join(cluster_flags)} given without --distributed")
   if _DISTRIBUTED.value and _MODE.value != "train":
     _fail(f"--distributed is for --mode=train; --mode={_MODE.value} runs in one process")
-  config = _CONFIG.value
-  if _MODE.value == "train":
-    # Before JAX starts its CPU backend, which reads XLA_FLAGS once.
-    from spect_fastgan_jax import errors, sharding
-    try:
-      os.environ["XLA_FLAGS"] = sharding.cpu_device_flags(config.get("cpu_devices", 0),
-                                                          os.environ.get("XLA_FLAGS", ""))
-    except errors.ConfigError as e:
-      _fail(str(e))
   if _DISTRIBUTED.value:
     from spect_fastgan_jax import distributed
     try:
@@ -105,6 +96,7 @@ def main(argv):
   if augment_flags and _MODE.value != "augment":
     _fail(f"{', '.join(augment_flags)} given for --mode={_MODE.value}; they are for --mode=augment")
   from spect_fastgan_jax import errors, modes
+  config = _CONFIG.value
   workdir = _WORKDIR.value or modes.default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   try:
     if _MODE.value == "train":

@@ -9,8 +9,8 @@ the paper's step: G, D with both decoders, hinge losses, Adam, the paper's
 augmentation. Ours runs the same step, `configs/dataset_a.py:cpu_paper` (the paper's
 settings at the CPU schedule's widths, which are passed to the reference too), through
 benchmarks/epoch_time.py: whole epochs of the embedded default as training runs them.
-`--host_devices=2` splits our CPU into two devices of one thread each (config field
-cpu_devices); otherwise XLA's default threads. Both run one after the other on the
+`--host_devices=2` splits our CPU into two devices of one thread each, the batch split
+over them; otherwise XLA's default threads. Both run one after the other on the
 cores this process may use (run it under taskset to choose them); prints the medians
 and the ratio as one JSON line.
 """

@@ -20,11 +20,6 @@ def get_config() -> ml_collections.ConfigDict:
   # Devices each batch is split over (data parallel); -1: as many visible devices
   # as divide batch_size evenly.
   config.num_devices = -1
-  # On a CPU, training splits the processor into this many XLA devices of one thread
-  # each (launch.py sets XLA_FLAGS before JAX starts; num_devices -1 then takes them
-  # all). At small widths two such devices are faster than one device with two threads
-  # (docs/benchmarks.md). 0: XLA's default, one device whose threads use every core.
-  config.cpu_devices = 0
   # Seeds trained side by side in one program (seed, seed+1, ...), each a complete
   # run in <workdir>/seed_<s>; 1: one run in <workdir> itself.
   config.num_seeds = 1

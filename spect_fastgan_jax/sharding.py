@@ -16,31 +16,6 @@ import numpy as np
 from spect_fastgan_jax.errors import ConfigError
 
 
-def cpu_device_flags(cpu_devices, xla_flags: str) -> str:
-  """XLA_FLAGS that split a CPU into `cpu_devices` XLA devices of one thread each
-  (config field `cpu_devices`), added to the flags already set, `xla_flags`.
-
-  At the CPU schedule's small widths one step's operations are too small for XLA's
-  threads to share: two threads run an epoch barely faster than one. Two devices of
-  one thread, each with half of a batch of 8, keep both cores busy
-  (docs/benchmarks.md, "Time to fidelity"). 0 leaves the flags as they are. Flags the
-  user set for the device count or the threads win. They act only if set before JAX
-  starts its CPU backend, which is why launch.py applies them first; they do nothing
-  to GPUs.
-  """
-  if isinstance(cpu_devices, bool) or not isinstance(cpu_devices, int) or cpu_devices < 0:
-    raise ConfigError(f"config field cpu_devices must be a whole number >= 0 (0: XLA's own "
-                      f"default), got {cpu_devices!r}")
-  if cpu_devices == 0:
-    return xla_flags
-  flags = xla_flags.split()
-  if not any(f.startswith("--xla_force_host_platform_device_count") for f in flags):
-    flags.append(f"--xla_force_host_platform_device_count={cpu_devices}")
-  if not any("multi_thread_eigen" in f or "intra_op_parallelism_threads" in f for f in flags):
-    flags += ["--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]
-  return " ".join(flags)
-
-
 def make_mesh(num_devices: int, batch_size: int, log: Callable[[str], None] = lambda m: None):
   """A 1-D device mesh with axis 'data' over which each batch is split.
 

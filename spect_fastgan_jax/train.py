@@ -66,7 +66,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   losses.check_config(config.loss)
   runlog.check_config(config.log)
   checkpoints.check_config(config.checkpoint)
-  sharding.cpu_device_flags(config.get("cpu_devices", 0), "")
   # num_devices, and whether the batch splits over them (all processes' devices).
   sharding.make_mesh(config.num_devices, config.batch_size)
 

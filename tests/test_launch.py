@@ -31,18 +31,14 @@ def trained(tmp_path_factory):
   npz = tmp / "toy.npz"
   toy_dataset().save(npz)
   workdir = tmp / "run"
-  # Two CPU devices of one thread each (config field cpu_devices), as the CPU schedule trains.
   r = _launch("--config=configs/dataset_a.py", f"--workdir={workdir}", f"--config.data.npz={npz}",
-              "--config.num_epochs=2", "--config.cpu_devices=2", *TINY)
+              "--config.num_epochs=2", *TINY)
   assert r.returncode == 0, r.stderr
-  (tmp / "train.log").write_text(r.stderr)
   return workdir, npz
 
 
 def test_train_writes_checkpoints_logs_and_grids(trained):
   workdir, _ = trained
-  # launch.py set XLA_FLAGS before JAX started: the batch of 4 was split over 2 devices.
-  assert "batch split over 2 devices" in (workdir.parent / "train.log").read_text()
   assert sorted(os.listdir(workdir / "checkpoints" / "sampler")) == ["1", "2"]
   lines = (workdir / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
@@ -191,10 +187,6 @@ def test_bad_config_value_gets_a_clear_error(tmp_path):
   r = _launch(f"--workdir={tmp_path / 'run'}", "--config.batch_size=0")
   assert r.returncode == 1
   assert "batch_size" in r.stderr and "Traceback" not in r.stderr
-  assert not (tmp_path / "run").exists()
-  r = _launch(f"--workdir={tmp_path / 'run'}", "--config.cpu_devices=-1")
-  assert r.returncode == 1 and r.stderr.count("\n") == 1
-  assert r.stderr.startswith("error: config field cpu_devices must be a whole number >= 0")
   assert not (tmp_path / "run").exists()
 
 

@@ -214,7 +214,6 @@ BAD_CONFIG_VALUES = [
     ("checkpoint.keep_train_states", 1.5), ("checkpoint.sampler_every_epochs", 0),
     ("checkpoint.sampler_every_epochs", None), ("checkpoint.sampler_every_epochs", 2.0),
     ("num_seeds", 0), ("num_seeds", "1"), ("num_devices", 0), ("num_devices", -2), ("num_devices", 1.5),
-    ("cpu_devices", -1), ("cpu_devices", 1.5), ("cpu_devices", True),
     ("data.levels", ()), ("data.levels", ("CER", "CER")), ("data.levels", ("XX",)),
     ("data.levels", ("cor",)),
     ("model.g_channels", (8, 8, 8, 8)), ("model.g_channels", (8, 8, 8, 8, 0)),

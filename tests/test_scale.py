@@ -132,17 +132,3 @@ def test_bfloat16_compute_trains_with_float32_weights(tiny_config_a, toy_a):
                 jnp.zeros((2, config.model.z_dim)), data.cond[:2], jax.random.split(jax.random.PRNGKey(0), 2),
                 train=False)
   assert out.dtype == jnp.float32
-
-
-def test_cpu_devices_sets_xla_flags_unless_the_user_did():
-  from spect_fastgan_jax import sharding
-  assert sharding.cpu_device_flags(0, "--xla_dump_to=x") == "--xla_dump_to=x"
-  assert sharding.cpu_device_flags(2, "--xla_dump_to=x").split() == [
-      "--xla_dump_to=x", "--xla_force_host_platform_device_count=2",
-      "--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]
-  # The user's own device count and thread settings win.
-  mine = "--xla_force_host_platform_device_count=4 intra_op_parallelism_threads=2"
-  assert sharding.cpu_device_flags(2, mine) == mine
-  for bad in (-1, 1.5, True, "2"):
-    with pytest.raises(ValueError, match="cpu_devices"):
-      sharding.cpu_device_flags(bad, "")
