@@ -106,10 +106,6 @@ def _eval_config(config):
   return config.evaluate
 
 
-def _evaluation_dir(workdir: str) -> str:
-  return os.path.join(workdir, "evaluation")
-
-
 def selected_epoch(workdir: str) -> int | None:
   """The best epoch of the newest --mode=select output in the workdir, if any."""
   found = workdir_lib.newest_selection(workdir)
@@ -155,7 +151,8 @@ def evaluate(config, workdir: str, epoch: int | None = None, compare_workdir: st
     name += f"_vs_{os.path.basename(os.path.normpath(compare_workdir))}_epoch_{other_epoch:04d}"
   split = data.load_split(cfg.data, log=log)
   workdir_lib.check_same_subjects(workdir, split.subjects())
-  return report.evaluate(runs, split.train, ecfg, os.path.join(_evaluation_dir(workdir), name),
+  out_dir = os.path.join(workdir_lib.evaluation_dir(workdir), name)
+  return report.evaluate(runs, split.train, ecfg, out_dir,
                          classifier.cache_dir(workdir), overwrite, log,
                          test=split.holdout if len(split.holdout) else None)
 
@@ -192,5 +189,6 @@ def select(config, workdir: str, every: int = 10, overwrite: bool = False,
   ds = split.train
   name = f"select_{epochs[0]}-{epochs[-1]}_every{every}_seed{int(ecfg.seed)}"
   log(f"scoring {len(epochs)} epochs ({epochs[0]}..{epochs[-1]}, every {every})")
-  return select_lib.select(cfg, workdir, epochs, ds, ecfg, os.path.join(_evaluation_dir(workdir), name),
+  out_dir = os.path.join(workdir_lib.evaluation_dir(workdir), name)
+  return select_lib.select(cfg, workdir, epochs, ds, ecfg, out_dir,
                            classifier.cache_dir(workdir), overwrite, log)

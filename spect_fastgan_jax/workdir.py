@@ -109,10 +109,15 @@ def check_same_subjects(workdir: str, subjects: dict[str, list[str]]) -> None:
                      "data.holdout_fraction/holdout_seed changed; use the run's data or another --workdir")
 
 
+def evaluation_dir(workdir: str) -> str:
+  """Where --mode=select and --mode=evaluate write a run's outputs: <workdir>/evaluation."""
+  return os.path.join(workdir, "evaluation")
+
+
 def newest_selection(workdir: str) -> tuple[str, dict] | None:
   """(path, contents) of the select.json of the newest --mode=select output in the run
   in `workdir` (<workdir>/evaluation/select_*/), or None if select has not run there."""
-  found = sorted(glob.glob(os.path.join(workdir, "evaluation", "select_*", "select.json")),
+  found = sorted(glob.glob(os.path.join(evaluation_dir(workdir), "select_*", "select.json")),
                  key=os.path.getmtime)
   if not found:
     return None

@@ -55,8 +55,9 @@ _RECIPE_FIELDS = (
 def find_report(workdir: str, epoch: int) -> str | None:
   """The newest report.json of a single-run --mode=evaluate of `epoch` in the run in
   `workdir` (<workdir>/evaluation/epoch_XXXX_seedS/), or None."""
-  found = [p for p in glob.glob(os.path.join(workdir, "evaluation", f"epoch_{int(epoch):04d}_seed*",
-                                             "report.json"))
+  pattern = os.path.join(workdir_lib.evaluation_dir(workdir), f"epoch_{int(epoch):04d}_seed*",
+                         "report.json")
+  found = [p for p in glob.glob(pattern)
            if "_vs_" not in os.path.basename(os.path.dirname(p))]
   return max(found, key=os.path.getmtime) if found else None
 
