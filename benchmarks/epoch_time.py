@@ -1,7 +1,7 @@
 """Seconds per training epoch as a run spends them, for comparing time-to-fidelity levers.
 
   python benchmarks/epoch_time.py [--config=configs/dataset_a.py:cpu] [--epochs=3]
-      [--set=loss.mode_seeking_every=2 ...] [--host_devices=2] [--threads=1]
+      [--set=loss.mode_seeking_pairs=1 ...] [--host_devices=2] [--threads=1]
 
 Builds the run's networks, data (the embedded default, training subjects) and epoch
 program exactly as training does (train.make_train_epoch, on a mesh of the visible

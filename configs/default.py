@@ -73,6 +73,9 @@ def get_config() -> ml_collections.ConfigDict:
   # beyond that it pulls no more. 0 turns it off (paper: off). Costs a second G batch.
   config.loss.mode_seeking = 0.0
   config.loss.mode_seeking_target = 1.0
+  # How many of a batch's rows get a partner image for that term (0: every row).
+  # Fewer rows make G's second batch smaller: a step costs less.
+  config.loss.mode_seeking_pairs = 0
   # Weight of an auxiliary condition classifier on D (AC-GAN, models.Discriminator
   # aux_head): trained on real slices only, and G's slices are asked to be classified
   # as their condition, so the defects are drawn as clearly as the data has them.

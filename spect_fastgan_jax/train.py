@@ -58,6 +58,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   v = o.lr_decay_epochs
   check_field(is_whole(v) and 0 <= v <= config.num_epochs, "optim.lr_decay_epochs", v,
               f"must be a whole number in [0, num_epochs = {config.num_epochs}]")
+  v = config.loss.mode_seeking_pairs
+  check_field(is_whole(v) and 0 <= v <= config.batch_size, "loss.mode_seeking_pairs", v,
+              f"must be a whole number in [0, batch_size = {config.batch_size}]")
   resolve_train_loop(config.get("train_loop", "auto"))
   conditions.check_levels(config.data.levels)
   input_pipeline.check_config(config.data)
@@ -132,12 +135,13 @@ def train_step(state: TrainState, batch: input_pipeline.Batch, key: Array, *, co
   k_diff_real, k_diff_fake = jax.random.split(k_diff)
   if use_diff:
     x = augment_lib.diff_augment(k_diff_real, x, **diff)
-  # With the mode-seeking term G makes a second image of each condition from
-  # another z (the pair's partner); D sees only the first B.
-  pairs = 2 if ms_weight > 0 else 1
-  z = jax.random.normal(k_z, (pairs * b, config.model.z_dim))
-  g_cond = jnp.concatenate([batch.cond] * pairs)
-  noise_keys = jax.random.split(k_noise, pairs * b)
+  # With the mode-seeking term G makes a second image (the pair's partner, from
+  # another z) of the first `partners` rows' conditions; D sees only the first B.
+  # The rows come in random order, so those rows are a random share of the batch.
+  partners = (int(config.loss.mode_seeking_pairs) or b) if ms_weight > 0 else 0
+  z = jax.random.normal(k_z, (b + partners, config.model.z_dim))
+  g_cond = jnp.concatenate([batch.cond, batch.cond[:partners]])
+  noise_keys = jax.random.split(k_noise, b + partners)
   offsets = jax.random.randint(k_crop, (b, 2), 0, 9)
 
   # (i) G makes the fake batch; its vjp is kept to send L_G's gradient back.
@@ -182,9 +186,10 @@ def train_step(state: TrainState, batch: input_pipeline.Batch, key: Array, *, co
     # 1 + output_peak, and the pairs are compared there.
     spread = batch.spread * (1.0 + g.output_peak) / 2.0
     (l_ms, ratio), ms_grad = jax.value_and_grad(
-        lambda f: losses.mode_seeking_loss(f[:b], f[b:], spread, float(config.loss.mode_seeking_target)),
+        lambda f: losses.mode_seeking_loss(f[:partners], f[b:], spread[:partners],
+                                           float(config.loss.mode_seeking_target)),
         has_aux=True)(fake_all)
-    fake_grad = jnp.concatenate([fake_grad, jnp.zeros_like(fake_grad)]) + ms_weight * ms_grad
+    fake_grad = jnp.concatenate([fake_grad, jnp.zeros_like(fake_grad[:partners])]) + ms_weight * ms_grad
     metrics = {**metrics, "mode_seeking": l_ms, "pair_spread": ratio}
   (g_grads,) = g_vjp(fake_grad)            # dL_G / dG
 

@@ -36,7 +36,8 @@ RESUME_FREE_FIELDS = ("data.cache_dir", "data.read_workers", "model.conv_impl")
 ADDED_FIELDS = {
     "model": {"noise_full_res": False, "g_cond": "concat", "d_cond": "input", "d_coords": False,
               "output_peak": 1.0, "normalise_output": False},
-    "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0, "condition_aux": 0.0},
+    "loss": {"mode_seeking": 0.0, "mode_seeking_target": 1.0, "mode_seeking_pairs": 0,
+             "condition_aux": 0.0},
     "optim": {"ema_warmup": False, "lr_decay_epochs": 0},
     "data": {"condition_balance": 0.0, "holdout_fraction": 0.0, "holdout_seed": 0,
              "limit_subjects": "", "condition_side": False},

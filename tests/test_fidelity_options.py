@@ -1,6 +1,7 @@
 """The fidelity options (docs/fidelity.md): each config field does what it says, and a
 short run with all of them on trains and logs the diversity curve."""
 
+import functools
 import os
 
 import jax
@@ -125,6 +126,34 @@ def test_condition_aux_head_takes_dataset_b_three_dim_condition(tiny_config_b):
   assert 0.5 < float(metrics["aux_real"]) < 10 and np.isfinite(float(metrics["aux_fake"]))
 
 
+def test_mode_seeking_pairs_gives_partners_to_that_many_rows_and_costs_less(tiny_config_a, toy_a):
+  config = tiny_config_a
+  config.loss.mode_seeking = 1.0
+  b = config.batch_size
+  assert b >= 2
+  data = input_pipeline.device_data(toy_a, config.data.levels)
+  batch = input_pipeline.gather(data, jnp.arange(b))
+  g, d = models.from_config(config.model)
+  state = train_state.create_train_state(config, g, d)
+  out, flops = {}, {}
+  for pairs in (0, b, 1):
+    config.loss.mode_seeking_pairs = pairs
+    train.check_config(config)
+    step = jax.jit(functools.partial(train.train_step, config=config, g=g, d=d))
+    flops[pairs] = step.lower(state, batch, jax.random.PRNGKey(5)).compile().cost_analysis()
+    flops[pairs] = (flops[pairs][0] if isinstance(flops[pairs], list) else flops[pairs])["flops"]
+    out[pairs] = step(jax.tree_util.tree_map(jnp.copy, state), batch, jax.random.PRNGKey(5))
+  leaves = lambda s: jax.tree_util.tree_leaves(s.g_params)
+  # 0 means every row: the same step as naming the batch size.
+  assert all(np.array_equal(x, y) for x, y in zip(leaves(out[0][0]), leaves(out[b][0])))
+  assert not all(np.allclose(x, y) for x, y in zip(leaves(out[0][0]), leaves(out[1][0])))
+  # One partner instead of b: G's second batch shrinks from b images to one.
+  assert flops[1] < 0.9 * flops[0]
+  # The pair's distance is that of row 0 and its partner only.
+  assert np.isfinite(float(out[1][1]["pair_spread"]))
+  assert float(out[1][1]["pair_spread"]) != pytest.approx(float(out[0][1]["pair_spread"]))
+
+
 def test_lr_decay_scales_both_updates_over_the_last_epochs(tiny_config_a, toy_a):
   factor = lambda e: float(train.lr_factor(jnp.asarray(e, jnp.int32), 10, 4))
   assert [factor(e) for e in range(10)] == pytest.approx([1, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25])
@@ -213,6 +242,8 @@ def test_generator_and_discriminator_condition_modes(tiny_config_a):
                                          ("log.monitor_every_epochs", -1),
                                          ("log.monitor_per_condition", 1),
                                          ("loss.mode_seeking_target", 0.0),
+                                         ("loss.mode_seeking_pairs", -1),
+                                         ("loss.mode_seeking_pairs", 10 ** 3),
                                          ("loss.condition_aux", -0.5),
                                          ("model.output_peak", 0.0), ("model.output_peak", 1.5),
                                          ("data.condition_balance", -0.1),
@@ -293,6 +324,7 @@ def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tm
   config.model.normalise_output = True
   config.loss.condition_aux = 0.5
   config.optim.lr_decay_epochs = 2
+  config.loss.mode_seeking_pairs = 1
   said = []
   train.train(config, str(tmp_path), toy_dataset(3), log=said.append)
   records = runlog.read(str(tmp_path))
