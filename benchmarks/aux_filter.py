@@ -143,31 +143,23 @@ class HeadFilter:
     return lp < thr, lp
 
 
-def filtered_sampler_images(head: HeadFilter, record: dict):
-  """A replacement for RunSampler.images that draws as the near-copy filter does
+def filtered_images(head: HeadFilter, record: dict):
+  """A replacement for evaluation.generated.images that draws as the near-copy filter does
   (sample.draw_without_near_copies: slot k gets index k, a rejected image's slot the next
   unused index), rejecting what D's head does not read as its condition."""
-  from spect_fastgan_jax import conditions, sample
   from spect_fastgan_jax.evaluation.score import Group
 
-  def images(self, epoch, counts, seed, name, batch_size=256):
-    from spect_fastgan_jax import checkpoints
-    g_vars = checkpoints.restore_sampler(self.workdir, epoch, self.shapes)
-    lv, pt = conditions.expand_counts(counts)
-
-    def rows(l, p, i):
-      return sample.generate(self.generator, g_vars, conditions.encode(head.levels, l, p), seed, i,
-                             int(self.config.model.z_dim), batch_size=batch_size, generate_fn=self.generate_fn)
-
-    imgs, index, dropped = sample.draw_without_near_copies(rows, lv, pt, head.reject, 20 * len(lv))
+  def images(gen, epoch, counts, seed, name, batch_size=256, near_copy=None):
+    drawn = gen.draw(epoch, counts, seed, batch_size, near_copy=head.reject)
+    n, dropped = len(drawn.level), drawn.dropped
     by = dict(collections.Counter(f"{r['level']}/{r['pattern']}" for r in dropped))
     # Of the evaluation's own images (sample indices 0..N-1), the share the filter kept.
-    first = collections.Counter(f"{r['level']}/{r['pattern']}" for r in dropped if r["index"] < len(lv))
-    record.update({"drawn": int(len(lv) + len(dropped)), "dropped_by_condition": by,
+    first = collections.Counter(f"{r['level']}/{r['pattern']}" for r in dropped if r["index"] < n)
+    record.update({"drawn": int(n + len(dropped)), "dropped_by_condition": by,
                    "kept_of_first_n": {f"{l}/{p}": round(1 - first[f"{l}/{p}"] / k, 3)
                                        for (l, p), k in counts.items()}})
-    print(f"D's head filter: dropped {len(dropped)} of {len(lv) + len(dropped)} drawn: {by}", flush=True)
-    return Group(name, imgs, lv, pt)
+    print(f"D's head filter: dropped {len(dropped)} of {n + len(dropped)} drawn: {by}", flush=True)
+    return Group(name, drawn.images, drawn.level, drawn.pattern)
 
   return images
 
@@ -192,7 +184,9 @@ def main():
   import os
   import numpy as np
   from spect_fastgan_jax.evaluation import classifier, report
-  from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
+  from spect_fastgan_jax import sample
+  from spect_fastgan_jax.evaluation import generated
+  from spect_fastgan_jax.evaluation.generated import real_counts
 
   run_config, ecfg, ds, real, plain_images = common.run_images(args.workdir, args.symmetric_flip)
   head = HeadFilter(run_config, args.workdir, args.epoch, real, args.quantile)
@@ -201,9 +195,10 @@ def main():
         flush=True)
   plain = plain_images(args.epoch, int(ecfg.seed))
   record = {}
-  RunSampler.images = filtered_sampler_images(head, record)
-  sampler = RunSampler.of(run_config, args.workdir)
-  filt = sampler.images(args.epoch, real_counts(real), int(ecfg.seed), "generated", int(ecfg.batch_size))
+  # The evaluation draws through generated.images: replaced, report.evaluate below draws filtered.
+  generated.images = filtered_images(head, record)
+  filt = generated.images(sample.RunGenerator(run_config, args.workdir), args.epoch, real_counts(real),
+                          int(ecfg.seed), "generated", int(ecfg.batch_size))
   print(json.dumps(record))
 
   if args.evaluate:

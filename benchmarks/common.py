@@ -57,17 +57,19 @@ def run_images(workdir: str, symmetric_flip: bool = False):
   from configs import evaluate as eval_config
   from spect_fastgan_jax import data
   from spect_fastgan_jax import workdir as workdir_lib
-  from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
+  from spect_fastgan_jax import sample
+  from spect_fastgan_jax.evaluation import generated
+  from spect_fastgan_jax.evaluation.generated import real_counts
   from spect_fastgan_jax.evaluation.report import real_group
   run_config = workdir_lib.require_run_config(workdir)
   run_config.sample.symmetric_flip = symmetric_flip
   ecfg = eval_config.get_config()
   ds = data.load_training_set(run_config.data, log=lambda m: None)
   real = real_group(ds)
-  sampler = RunSampler.of(run_config, workdir)
+  generator = sample.RunGenerator(run_config, workdir)
 
   def images(epoch: int, seed: int):
-    return sampler.images(epoch, real_counts(real), seed, "generated", int(ecfg.batch_size))
+    return generated.images(generator, epoch, real_counts(real), seed, "generated", int(ecfg.batch_size))
 
   return run_config, ecfg, ds, real, images
 

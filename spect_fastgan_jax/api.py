@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from spect_fastgan_jax import checkpoints, conditions as conditions_lib, errors, models
+from spect_fastgan_jax import checkpoints, conditions as conditions_lib, errors
 from spect_fastgan_jax import sample as sample_lib
 from spect_fastgan_jax import workdir as workdir_lib
 
@@ -40,24 +40,21 @@ class Sampler:
   compiles. It runs on JAX's default device (the GPU if there is one).
   """
 
-  def __init__(self, workdir: str, epoch: int, epochs: Sequence[int], config,
-               trained_conditions: Sequence[tuple[str, str]], g: models.Generator, g_vars):
+  def __init__(self, epoch: int, epochs: Sequence[int], trained_conditions: Sequence[tuple[str, str]],
+               generator: sample_lib.RunGenerator, g_vars):
     """Use `Sampler.load`; this takes what it has read and restored."""
-    self._workdir = workdir
     self._epoch = int(epoch)
     self._epochs = tuple(int(e) for e in epochs)
-    self._levels = conditions_lib.check_levels(config.data.levels)
-    self._config = config
-    self._condition_side = conditions_lib.side_conditioned(config.data)
     self._conditions = tuple(trained_conditions)
-    self._z_dim = int(config.model.z_dim)
+    self._generator = generator
+    self._g_vars = g_vars
+    config = generator.config
+    self._levels = generator.levels
+    self._condition_side = generator.sided
     # The batch --mode=sample runs: a program of another batch size may round the
     # last bit differently, and the images must be the ones it writes.
     self._batch_size = int(config.sample.batch_size)
-    self._g = g
-    self._g_vars = g_vars
     self._symmetric_flip = sample_lib.symmetric_flip(config)
-    self._generate_fn = sample_lib.generate_fn_of(g, config)
 
   @classmethod
   def load(cls, workdir: str, epoch: int | None = None, batch_size: int | None = None,
@@ -102,15 +99,15 @@ class Sampler:
       epoch = epochs[-1]
     elif isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
       raise errors.ConfigError(f"epoch must be an integer (a saved epoch) or None, got {epoch!r}")
-    # restore_sampler names a missing epoch and lists the ones that exist.
-    g, _ = models.from_config(config.model)
-    g_vars = checkpoints.restore_sampler(workdir, int(epoch), sample_lib.generator_shapes(g, config))
-    return cls(workdir, int(epoch), epochs, config, _trained_conditions(workdir, config), g, g_vars)
+    # restore names a missing epoch and lists the ones that exist.
+    generator = sample_lib.RunGenerator(config, workdir)
+    g_vars = generator.restore(int(epoch))
+    return cls(int(epoch), epochs, _trained_conditions(workdir, config), generator, g_vars)
 
   @property
   def workdir(self) -> str:
     """The run's folder, as given to `load`."""
-    return self._workdir
+    return self._generator.workdir
 
   @property
   def epoch(self) -> int:
@@ -175,10 +172,9 @@ class Sampler:
     side = self._check_side(pattern, side)
     index = _sample_indices(n, index)
     seed = sample_lib.check_seed(seed, "seed")
-    cond = conditions_lib.encode(self._levels, [level] * len(index), [pattern] * len(index),
-                                 [side or "none"] * len(index), self._condition_side)
-    return sample_lib.generate(self._g, self._g_vars, cond, seed, index, self._z_dim,
-                               batch_size=self._batch_size, generate_fn=self._generate_fn)
+    n = len(index)
+    return self._generator.rows(self._g_vars, [level] * n, [pattern] * n, index, [side or "none"] * n,
+                                seed, self._batch_size)
 
   # The NIfTI writer of --mode=sample, here for convenience: Sampler.write_nifti(images, path).
   write_nifti = staticmethod(write_nifti)
@@ -194,7 +190,7 @@ class Sampler:
                                   f"{', '.join(conditions_lib.PATTERNS)}")
     if (level, pattern) not in self._conditions:
       raise errors.ConditionError(
-          f"the run in {self._workdir} had no training slices of {level}/{pattern}, so its generator "
+          f"the run in {self._generator.workdir} had no training slices of {level}/{pattern}, so its generator "
           f"never learned that condition; conditions it was trained on: "
           + ", ".join(f"{l}/{p}" for l, p in self._conditions))
 
@@ -202,17 +198,17 @@ class Sampler:
     """`side` for an image of `pattern`, or ConditionError saying why it cannot be drawn."""
     if side is not None and not isinstance(side, str):
       raise errors.ConditionError(f"side must be 'left', 'right' or None, got {side!r}")
-    side = sample_lib.check_side(self._config, side, self._workdir)
+    side = sample_lib.check_side(self._generator.config, side, self._generator.workdir)
     if side is not None and pattern != "unilateral":
       raise errors.ConditionError(f"side={side!r} given for a {pattern} image; only unilateral "
                                   "defects have a side")
     if side is None and self._condition_side and pattern == "unilateral":
-      raise errors.ConditionError(f"the run in {self._workdir} is side-conditioned: give the side of "
+      raise errors.ConditionError(f"the run in {self._generator.workdir} is side-conditioned: give the side of "
                                   "the unilateral defect, side='left' or side='right'")
     return side
 
   def __repr__(self) -> str:
-    return f"Sampler(workdir={self._workdir!r}, epoch={self._epoch}, levels={self._levels})"
+    return f"Sampler(workdir={self._generator.workdir!r}, epoch={self._epoch}, levels={self._levels})"
 
 
 def _trained_conditions(workdir: str, config) -> tuple[tuple[str, str], ...]:

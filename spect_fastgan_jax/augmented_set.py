@@ -45,7 +45,6 @@ from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.errors import ConfigError, OutputExistsError, is_whole
 from spect_fastgan_jax.evaluation import card as card_lib
 from spect_fastgan_jax.evaluation import classifier, memorisation, report
-from spect_fastgan_jax.evaluation.generated import RunSampler
 
 Log = Callable[[str], None]
 
@@ -160,8 +159,9 @@ def write(run_config, evaluate_config, workdir: str, epoch: int, out_dir: str, *
   if near_copy_filter and counts:
     near = memorisation.near_copy_reference(real, run_config.augment, evaluate_config.memorisation, log)
     info = near.describe()
-  drawn = RunSampler.of(run_config, workdir).draw(epoch, counts, seed, int(run_config.sample.batch_size),
-                                                  near.near_copies if near else None)
+  drawn = sample.RunGenerator(run_config, workdir).draw(epoch, counts, seed,
+                                                       int(run_config.sample.batch_size),
+                                                       near.near_copies if near else None)
   side_record = {"conditioned": side_conditioned}
   ref = None
   if side_conditioned:

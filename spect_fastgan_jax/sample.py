@@ -17,6 +17,7 @@ sampling: an image is either the plain one or its mirror.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -289,6 +290,63 @@ def draw_without_near_copies(generate_rows: Callable[..., np.ndarray],
   return images, index, dropped
 
 
+@dataclasses.dataclass
+class Drawn:
+  """Generated images with what reproduces each: sample index (of the seed drawn with)."""
+  images: np.ndarray     # [N, 64, 64] in [0, 1]
+  level: np.ndarray      # [N] str
+  pattern: np.ndarray    # [N] str
+  side: np.ndarray       # [N] str: the side drawn with (side-conditioned run), else none
+  index: np.ndarray      # [N] int32 sample index
+  dropped: list          # near-copies replaced: [{index, level, pattern, distance}]
+
+
+class RunGenerator:
+  """A run's generator, built and compiled once, for any of its saved epochs.
+
+  The one way the product makes images: --mode=sample, --mode=augment, the
+  evaluation and api.Sampler all draw through it, so a (checkpoint, seed, index)
+  gives the same image whichever asks (at the same batch size).
+  """
+
+  def __init__(self, config, workdir: str):
+    """`config`: the run's ConfigDict (its config.json); `workdir`: its folder."""
+    self.config, self.workdir = config, workdir
+    self.levels = conditions.check_levels(config.data.levels)
+    self.sided = conditions.side_conditioned(config.data)
+    self.network, _ = models.from_config(config.model)
+    self._shapes = generator_shapes(self.network, config)
+    self._generate_fn = generate_fn_of(self.network, config)
+
+  def restore(self, epoch: int) -> dict:
+    """The generator variables of `epoch` (CheckpointError names a missing one)."""
+    return checkpoints.restore_sampler(self.workdir, epoch, self._shapes)
+
+  def rows(self, g_vars, level, pattern, index, side, seed: int, batch_size: int) -> np.ndarray:
+    """Images [N, 64, 64] for the slots level, pattern, side [N] (side: "none" off
+    unilateral and on runs that are not side-conditioned) with sample indices `index` [N]."""
+    cond = conditions.encode(self.levels, level, pattern, side, self.sided)
+    return generate(self.network, g_vars, cond, seed, np.asarray(index, np.int32),
+                    int(self.config.model.z_dim), batch_size=batch_size, generate_fn=self._generate_fn)
+
+  def draw(self, epoch: int, counts: dict[tuple[str, str], int], seed: int, batch_size: int,
+           near_copy: NearCopyTest | None = None, side: str | None = None) -> Drawn:
+    """counts[(level, pattern)] images per condition from `epoch`, sample indices
+    0..N-1 of `seed`. On a side-conditioned run unilateral slots are drawn left and
+    right in turn, or all of `side` (conditions.slot_sides). With `near_copy`,
+    near-copies are replaced by further indices (draw_without_near_copies)."""
+    g_vars = self.restore(epoch)
+    lv, pt = conditions.expand_counts(counts)
+    sd = conditions.slot_sides(pt, side) if self.sided else np.full(len(pt), "none")
+    generate_rows = lambda l, p, i, s: self.rows(g_vars, l, p, i, s, seed, batch_size)
+    if near_copy is None:
+      index = np.arange(len(lv), dtype=np.int32)
+      return Drawn(generate_rows(lv, pt, index, sd), lv, pt, sd, index, [])
+    images, index, dropped = draw_without_near_copies(generate_rows, lv, pt, near_copy,
+                                                      max_draws=10 * max(len(lv), 1), side=sd)
+    return Drawn(images, lv, pt, sd, index, dropped)
+
+
 _SEED_HINT = ", or choose another seed (--config.sample.seed)"
 
 
@@ -355,34 +413,21 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
   if num_per_condition is not None:
     counts = {c: num_per_condition for c in counts}
 
-  g, _ = models.from_config(config.model)
-  g_vars = checkpoints.restore_sampler(workdir, epoch, generator_shapes(g, config))
-
-  lv, pt = conditions.expand_counts(counts)
-  sided = conditions.side_conditioned(config.data)
-  sd = conditions.slot_sides(pt, side) if sided else np.full(len(pt), "none")
-  log(f"sampling {len(lv)} images from epoch {epoch} (seed {seed}): "
+  total = sum(counts.values())
+  log(f"sampling {total} images from epoch {epoch} (seed {seed}): "
       + ", ".join(f"{l} {p} {k}" for (l, p), k in counts.items()))
   # Always this batch size, however few images: XLA may round a program compiled for
   # another batch size differently in the last bit, and the Sampler API (api.py) runs
   # this one, so both give the same image of a (seed, index), bit for bit.
   batch = int(config.sample.batch_size)
-  generate_fn = generate_fn_of(g, config)
-
-  def generate_rows(l, p, i, s=None):
-    return generate(g, g_vars, conditions.encode(levels, l, p, s, sided), seed, i, config.model.z_dim,
-                    batch_size=batch, generate_fn=generate_fn)
-
+  drawn = RunGenerator(config, workdir).draw(epoch, counts, seed, batch, near_copy, side)
+  images, lv, pt, sd, index = drawn.images, drawn.level, drawn.pattern, drawn.side, drawn.index
   filter_record = None
-  if near_copy is None:
-    index = np.arange(len(lv), dtype=np.int32)
-    images = generate_rows(lv, pt, index, sd)
-  else:
-    images, index, dropped = draw_without_near_copies(generate_rows, lv, pt, near_copy,
-                                                      max_draws=10 * max(len(lv), 1), side=sd)
-    filter_record = {**(near_copy_info or {}), "dropped": dropped,
-                     "drawn": int(len(lv) + len(dropped))}
-    log(f"near-copy filter: dropped {len(dropped)} of {len(lv) + len(dropped)} images drawn")
+  if near_copy is not None:
+    filter_record = {**(near_copy_info or {}), "dropped": drawn.dropped,
+                     "drawn": int(len(lv) + len(drawn.dropped))}
+    log(f"near-copy filter: dropped {len(drawn.dropped)} of {len(lv) + len(drawn.dropped)} images drawn")
+  sided = conditions.side_conditioned(config.data)
   cond = conditions.encode(levels, lv, pt, sd, sided)
 
   with outputs.new_folder(out_dir, overwrite, _SEED_HINT) as tmp:

@@ -16,7 +16,8 @@ from spect_fastgan_jax.data.dataset import DataError, SliceDataset
 from spect_fastgan_jax.errors import RunError
 from spect_fastgan_jax.evaluation import (augmentation, card, classifier, criteria, figures,
                                           memorisation, score, stats, utility)
-from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
+from spect_fastgan_jax.evaluation import generated
+from spect_fastgan_jax.evaluation.generated import real_counts
 
 Log = Callable[[str], None]
 
@@ -100,8 +101,8 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
     levels = conditions.check_levels(run.config.data.levels)
     run_counts = {c: k for c, k in counts.items() if c[0] in levels}
     log(f"{run.label}: generating {sum(run_counts.values())} images from epoch {run.epoch}")
-    fake = RunSampler.of(run.config, run.workdir).images(run.epoch, run_counts, int(cfg.seed), run.label,
-                                                         int(cfg.batch_size))
+    fake = generated.images(sample.RunGenerator(run.config, run.workdir), run.epoch, run_counts,
+                            int(cfg.seed), run.label, int(cfg.batch_size))
     fakes.append(fake)
     fake_pred = ref.trained.predict(fake.images)
     scores[run.label] = score.run_scores(real, real_pred, fake, fake_pred, _levels(real),
@@ -160,8 +161,8 @@ def _utility(ds: SliceDataset, test: SliceDataset, run: RunSpec, cfg, levels, lo
   counts = utility.synthetic_counts(ds, levels)
   log(f"{run.label}: generating {sum(counts.values())} synthetic slices for the utility study")
   try:
-    synthetic = RunSampler.of(run.config, run.workdir).images(
-        run.epoch, counts, int(cfg.seed), run.label, int(cfg.batch_size), near_copy=near.near_copies)
+    synthetic = generated.images(sample.RunGenerator(run.config, run.workdir), run.epoch, counts,
+                                 int(cfg.seed), run.label, int(cfg.batch_size), near_copy=near.near_copies)
   except RunError as e:
     # A generator that replays its training data: the report (and its memorisation
     # audit, which shows how) is still written, with the study marked as not run.

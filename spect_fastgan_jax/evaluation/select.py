@@ -20,11 +20,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from spect_fastgan_jax import conditions, provenance
+from spect_fastgan_jax import conditions, provenance, sample
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax import outputs
 from spect_fastgan_jax.evaluation import classifier, figures, metrics, score, stats
-from spect_fastgan_jax.evaluation.generated import RunSampler, real_counts
+from spect_fastgan_jax.evaluation import generated
+from spect_fastgan_jax.evaluation.generated import real_counts
 from spect_fastgan_jax.evaluation.report import real_group
 from spect_fastgan_jax.errors import CheckpointError, ConfigError
 
@@ -50,13 +51,13 @@ class Scorer:
     self.real_pred = self.ref.trained.predict(self.real.images)
     self.real_ms = score.real_ms_ssim(self.real, int(cfg.ms_ssim_pairs))
     self.counts = real_counts(self.real)
-    self.sampler = RunSampler.of(run_config, workdir)
+    self.generator = sample.RunGenerator(run_config, workdir)
 
   def score(self, epoch: int) -> dict:
     """One row of the selection table for `epoch`."""
     t = time.time()
-    fake = self.sampler.images(epoch, self.counts, int(self.cfg.seed), f"epoch {epoch}",
-                               int(self.cfg.batch_size))
+    fake = generated.images(self.generator, epoch, self.counts, int(self.cfg.seed), f"epoch {epoch}",
+                            int(self.cfg.batch_size))
     s = score.run_scores(self.real, self.real_pred, fake, self.ref.trained.predict(fake.images),
                          self.levels, int(self.cfg.ms_ssim_pairs), self.real_ms)
     row = {"epoch": int(epoch), **s["summary"]}
