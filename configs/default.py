@@ -156,30 +156,36 @@ VARIANTS = {
 
 def fidelity_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The changes to the paper's training that docs/fidelity.md measured to stop
-  conditional mode collapse and draw the conditions; each is one config field."""
+  conditional mode collapse and draw the conditions; each is one config field.
+  docs/model.md's table gives each field's paper value, recipe value and effect."""
+  # Optimiser: Adam's beta1 as most GANs use it, and sampling from an EMA of G.
   config.optim.b1 = 0.5
   config.optim.ema_decay = 0.999
   config.optim.ema_warmup = True
+  # Losses: the mode-seeking hinge that stops the collapse, and an AC-GAN head on D
+  # so the defects are drawn as distinctly as the data has them
+  # (experiments/fidelity/LOG.md, "An auxiliary condition classifier on D").
   config.loss.mode_seeking = 1.0
-  config.loss.mode_seeking_target = 1.0
+  config.loss.mode_seeking_target = 1.2
+  config.loss.condition_aux = 0.5
+  # Augmentation: the paper's real-only shift and blend leak into G (docs/fidelity.md):
+  # brains moved as the real ones never are, blends smoother than any real slice.
+  # DiffAugment's shift shows D moved brains without teaching G to move them.
   config.augment.diff_shift = 6
-  # The paper's real-only shift and blend leak into G (docs/fidelity.md): brains moved
-  # as the real ones never are, blends smoother than any real slice. DiffAugment's
-  # shift above shows D moved brains without teaching G to move them.
   config.augment.max_shift = 0
   config.augment.blend_prob = 0.5
   config.augment.renormalise = True
+  # Networks: G's output scaled as real slices are, noise at 64 px, conditional
+  # BatchNorm in G and a projection head in D.
   config.model.output_peak = 0.8
   config.model.normalise_output = True
-  config.data.condition_balance = 1.0
-  config.loss.mode_seeking_target = 1.2
   config.model.noise_full_res = True
   config.model.g_cond = "cbn"
   config.model.d_cond = "projection"
+  # Data and sampling: rare conditions drawn as often as common ones; sampled normal
+  # and bilateral slices mirrored on a coin per image, as the real ones are symmetric.
+  config.data.condition_balance = 1.0
   config.sample.symmetric_flip = True
-  # An AC-GAN head on D: defects drawn as distinctly as the data has them
-  # (experiments/fidelity/LOG.md, "An auxiliary condition classifier on D").
-  config.loss.condition_aux = 0.5
   return config
 
 

@@ -79,6 +79,13 @@ def _quiet_failed_reads():
     asyncio_log.disabled = was_disabled
 
 
+def due(epoch: int, every: int, num_epochs: int) -> bool:
+  """Whether work done "every `every` epochs" falls on `epoch` (1-based): on each
+  multiple of `every` and on the last epoch, `num_epochs`; never when `every` is 0.
+  The rule of the sampler checkpoints, the sample grids and the monitor."""
+  return bool(every) and (epoch % every == 0 or epoch == num_epochs)
+
+
 def check_config(checkpoint_config) -> None:
   """Raises ConfigError naming the first bad field of `config.checkpoint`."""
   v = checkpoint_config.sampler_every_epochs
@@ -171,10 +178,6 @@ class RunCheckpoints:
   def train_epochs(self) -> list[int]:
     """Epochs that have a (complete, perhaps damaged) training state, ascending."""
     return sorted(self._train.all_steps())
-
-  def latest_train_epoch(self) -> int | None:
-    epochs = self.train_epochs()
-    return epochs[-1] if epochs else None
 
   def has_sampler(self, epoch: int) -> bool:
     return epoch in self._sampler.all_steps()

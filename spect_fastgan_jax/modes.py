@@ -9,17 +9,12 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Callable
 
 import ml_collections
 
-from spect_fastgan_jax import checkpoints, workdir as workdir_lib
+from spect_fastgan_jax import checkpoints, runlog, workdir as workdir_lib
 from spect_fastgan_jax.errors import CheckpointError, ConfigError
-
-
-def _log(msg: str) -> None:
-  print(msg, file=sys.stderr, flush=True)
 
 
 def default_workdir(config_path: str) -> str:
@@ -50,7 +45,7 @@ def run_config(config: ml_collections.ConfigDict, workdir: str,
   return saved
 
 
-def train(config, workdir: str, log: Callable[[str], None] = _log,
+def train(config, workdir: str, log: Callable[[str], None] = runlog.to_stderr,
           should_stop: Callable[[], bool] = lambda: False) -> None:
   from spect_fastgan_jax import data, train as train_lib
   # The data set loads once the config, devices and workdir have passed their checks.
@@ -60,7 +55,7 @@ def train(config, workdir: str, log: Callable[[str], None] = _log,
 
 def sample(config, workdir: str, epoch: int | None, num_per_condition: int | None,
            overwrite: bool, reject_near_copies: bool = False, side: str | None = None,
-           log: Callable[[str], None] = _log) -> str:
+           log: Callable[[str], None] = runlog.to_stderr) -> str:
   from spect_fastgan_jax import sample as sample_lib
   cfg = run_config(config, workdir, log)
   sample_lib.check_side(cfg, side, workdir)
@@ -91,7 +86,7 @@ def _training_set_reference(cfg, ecfg, workdir: str, log):
   return memorisation.near_copy_reference(ds, cfg.augment, ecfg.memorisation, log)
 
 
-def simulate(config, workdir: str, log: Callable[[str], None] = _log):
+def simulate(config, workdir: str, log: Callable[[str], None] = runlog.to_stderr):
   from spect_fastgan_jax import data
   return data.simulate_to_workdir(config.data, workdir, log=log)
 
@@ -128,7 +123,7 @@ def _choose_epoch(workdir: str, epoch: int | None, log, flag: str) -> int:
 
 def evaluate(config, workdir: str, epoch: int | None = None, compare_workdir: str | None = None,
              compare_epoch: int | None = None, overwrite: bool = False,
-             log: Callable[[str], None] = _log) -> str:
+             log: Callable[[str], None] = runlog.to_stderr) -> str:
   """--mode=evaluate: report of a run at an epoch (default: select's best, else the newest)
   against its real training slices, optionally beside a second run (the paper's A vs B).
   Writes <workdir>/evaluation/epoch_XXXX_seedS[_vs_...]/report.md; returns that folder."""
@@ -159,7 +154,7 @@ def evaluate(config, workdir: str, epoch: int | None = None, compare_workdir: st
 
 def augment(config, workdir: str, out: str | None, epoch: int | None = None, balance: bool = False,
             per_condition: int | None = None, near_copy_filter: bool = True,
-            log: Callable[[str], None] = _log) -> str:
+            log: Callable[[str], None] = runlog.to_stderr) -> str:
   """--mode=augment: the run's real training slices and synthetic ones of an epoch
   (default: select's best, else the newest), with manifest.csv, info.json and the model
   card, written to the new folder `out` (augmented_set.py). Returns `out`."""
@@ -174,7 +169,7 @@ def augment(config, workdir: str, out: str | None, epoch: int | None = None, bal
 
 
 def select(config, workdir: str, every: int = 10, overwrite: bool = False,
-           log: Callable[[str], None] = _log) -> dict:
+           log: Callable[[str], None] = runlog.to_stderr) -> dict:
   """--mode=select: scores every `every`-th saved epoch (and the last), writes
   <workdir>/evaluation/select_<first>-<last>_every<k>_seedS/ and returns its select.json dict."""
   from spect_fastgan_jax import data

@@ -142,9 +142,3 @@ def check_can_create(path: str) -> None:
   if not os.path.isdir(folder):
     raise PreflightError(f"cannot create {os.path.abspath(path)}: {folder} is a file, not a folder")
   _probe(folder, "the folder")
-
-
-def check_workdir(path: str, need_bytes: int = 0, what: str = "the run's files") -> None:
-  """check_writable, then check_free_space for `need_bytes`."""
-  check_writable(path)
-  check_free_space(path, need_bytes, what)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "grain",
              "nibabel", "pydicom", "nilearn", "scipy")
+
+
+def short_hash(plain) -> str:
+  """16 hex digits of SHA-256 over `plain` (JSON-able: dicts, lists, numbers, text;
+  tuples count as lists) with its keys sorted: equal for equal content, whatever the
+  key order. Names a config (workdir.config_hash) and a simulated set's parameters
+  (data.source.simulation_key)."""
+  return hashlib.sha256(json.dumps(plain, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
 def git_commit() -> str:

@@ -14,6 +14,11 @@ import numpy as np
 from spect_fastgan_jax.errors import check_field, is_whole
 
 
+def to_stderr(msg: str) -> None:
+  """The default `log` of training and of the modes: one line to stderr, flushed."""
+  print(msg, file=sys.stderr, flush=True)
+
+
 def check_config(log_config) -> None:
   """Raises ConfigError naming the first bad field of `config.log`."""
   for f in ("sample_every_epochs", "monitor_every_epochs"):

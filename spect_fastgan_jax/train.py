@@ -15,10 +15,10 @@ it updates and resumes is train_state.py; the data it draws, input_pipeline.py.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
-import sys
 import time
 from typing import Callable
 
@@ -264,7 +264,7 @@ def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = Non
     for i in range(input_pipeline.steps_per_epoch(num_slices, config.batch_size)):
       state, m = step_fn(state, gather_fn(data, order, jnp.int32(i)))
       collected.append(m)
-    return finish_fn(state), jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *collected)
+    return finish_fn(state), _stack(collected)
 
   return train_epoch_steps
 
@@ -272,13 +272,9 @@ def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = Non
 # ----------------------------------------------------------------------------
 # The run.
 # ----------------------------------------------------------------------------
-def _stderr(msg: str) -> None:
-  print(msg, file=sys.stderr, flush=True)
-
-
 def train(config: ml_collections.ConfigDict, workdir: str,
           dataset: SliceDataset | Split | Callable[[], SliceDataset | Split],
-          log: Callable[[str], None] = _stderr,
+          log: Callable[[str], None] = runlog.to_stderr,
           should_stop: Callable[[], bool] = lambda: False) -> TrainState:
   """Trains (or resumes) a run in `workdir`.
 
@@ -370,6 +366,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       monitor = monitor_lib.Monitor(config, runs[0][1], dataset, g,
                                     int(config.log.monitor_per_condition), log)
     progress = runlog.Progress(config, first_epoch, METRICS, show=writer)
+    end_epoch = _EpochEnd(sampler_fn, data, monitor, g, log)
+    outs = [_SeedOutputs(c, w, ck, rl, f" (seed {c.seed})" if num_seeds > 1 else "")
+            for (c, w), ck, rl in zip(runs, ckpts, logs)]
     try:
       for epoch in range(first_epoch, config.num_epochs + 1):
         t0 = time.perf_counter()
@@ -379,10 +378,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                     for i in range(num_seeds)]
         _check_finite(epoch, runs, per_seed)
         seconds = time.perf_counter() - t0
-        for i, ((c, w), ck, rl, m) in enumerate(zip(runs, ckpts, logs, per_seed)):
+        for i, (out, m) in enumerate(zip(outs, per_seed)):
           m["epoch_seconds"] = seconds
-          _end_epoch(c, w, epoch, state if num_seeds == 1 else _unstack(state, i), ck, rl, m,
-                     sampler_fn, data, monitor, g, log, f" (seed {c.seed})" if num_seeds > 1 else "")
+          end_epoch(out, epoch, state if num_seeds == 1 else _unstack(state, i), m)
         progress.update(epoch, per_seed[0])
         if sharding.any_process(should_stop()) and epoch < config.num_epochs:
           log(f"\nstopped after epoch {epoch}, whose checkpoint is saved; rerun the same command "
@@ -409,33 +407,50 @@ def _check_finite(epoch: int, runs, per_seed) -> None:
           "(config fields optim.lr_g, optim.lr_d)")
 
 
-def _end_epoch(config, workdir, epoch, state, ckpt, run_log, metrics, sampler_fn, data, monitor, g,
-               log, tag: str) -> None:
-  """One seed's end of an epoch: checkpoints, then (process 0) monitor scores, the log
-  line and the sample grid. `tag` names the seed in warnings when several train."""
-  every = lambda n: n and (epoch % n == 0 or epoch == config.num_epochs)
-  sampler = None
-  if every(config.checkpoint.sampler_every_epochs):
-    sampler = sampler_fn(state, data.cond, data.weight)
-  ckpt.save(epoch, state, sampler)
-  want_grid, want_monitor = every(config.log.sample_every_epochs), every(config.log.monitor_every_epochs)
-  if (want_grid or want_monitor) and sampler is None:
-    sampler = sampler_fn(state, data.cond, data.weight)
-  if run_log is None:  # not process 0
-    return
-  if sampler is not None and jax.process_count() > 1:
-    sampler = jax.device_get(sampler)  # process 0 alone computes with it: a host copy
-  if want_monitor:
-    scores = monitor(sampler)
-    metrics.update({f"monitor/{k}": v for k, v in scores.items()})
-    warning = monitor.warning(scores)
-    if warning:
-      log(f"\nepoch {epoch}{tag}: warning: {warning}")
-  run_log.write(epoch, metrics)
-  if want_grid:
-    grid = sample.condition_grid(g, sampler, config, per_condition=4, seed=0)
-    sample.save_png(grid, os.path.join(workdir, "samples_during_training", f"epoch_{epoch:04d}.png"))
-    run_log.image(epoch, "samples", grid)
+@dataclasses.dataclass
+class _SeedOutputs:
+  """Where one seed's epochs go."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  ckpt: checkpoints.RunCheckpoints
+  run_log: runlog.RunLog | None     # None off process 0, which alone writes logs
+  tag: str                          # names the seed in warnings when several train
+
+
+@dataclasses.dataclass
+class _EpochEnd:
+  """The end of an epoch for one seed, with what every seed shares: checkpoints, then
+  (process 0) monitor scores, the log line and the sample grid."""
+  sampler_fn: Callable
+  data: input_pipeline.DeviceData
+  monitor: object                   # evaluation.monitor.Monitor, or None
+  g: models.Generator
+  log: Callable[[str], None]
+
+  def __call__(self, out: _SeedOutputs, epoch: int, state: TrainState, metrics: dict) -> None:
+    config = out.config
+    every = lambda n: checkpoints.due(epoch, n, config.num_epochs)
+    make_sampler = lambda: self.sampler_fn(state, self.data.cond, self.data.weight)
+    sampler = make_sampler() if every(config.checkpoint.sampler_every_epochs) else None
+    out.ckpt.save(epoch, state, sampler)
+    want_grid, want_monitor = every(config.log.sample_every_epochs), every(config.log.monitor_every_epochs)
+    if (want_grid or want_monitor) and sampler is None:
+      sampler = make_sampler()
+    if out.run_log is None:  # not process 0
+      return
+    if sampler is not None and jax.process_count() > 1:
+      sampler = jax.device_get(sampler)  # process 0 alone computes with it: a host copy
+    if want_monitor:
+      scores = self.monitor(sampler)
+      metrics.update({f"monitor/{k}": v for k, v in scores.items()})
+      warning = self.monitor.warning(scores)
+      if warning:
+        self.log(f"\nepoch {epoch}{out.tag}: warning: {warning}")
+    out.run_log.write(epoch, metrics)
+    if want_grid:
+      grid = sample.condition_grid(self.g, sampler, config, per_condition=4, seed=0)
+      sample.save_png(grid, os.path.join(out.workdir, "samples_during_training", f"epoch_{epoch:04d}.png"))
+      out.run_log.image(epoch, "samples", grid)
 
 
 def _stack(trees):

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from spect_fastgan_jax import conditions, models, preflight, rng, sharding
+from spect_fastgan_jax import checkpoints, conditions, models, preflight, rng, sharding
 
 Array = jax.Array
 PyTree = Any
@@ -124,7 +124,7 @@ def restore_or_init(runs, ckpts, g, d, sampler_fn, data, mesh, log) -> tuple[int
   states = [st for _, st in restored]
   every = config.checkpoint.sampler_every_epochs
   for (_, w), ck, st in zip(runs, ckpts, states):
-    if (last % every == 0 or last == config.num_epochs) and not ck.has_sampler(last):
+    if checkpoints.due(last, every, config.num_epochs) and not ck.has_sampler(last):
       log(f"writing the missing sampler checkpoint of epoch {last} in {w}")
       ck.save(last, None, sampler_fn(sharding.replicate(st, mesh), data.cond, data.weight))
   return last, states

@@ -14,7 +14,6 @@ module is what they share and none of them imports another for it.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 
@@ -58,7 +57,7 @@ def config_hash(config) -> str:
   equal settings, whatever the key order, so a data set's record names the recipe that
   made it."""
   plain = json.loads(config.to_json()) if hasattr(config, "to_json") else config
-  return hashlib.sha256(json.dumps(plain, sort_keys=True, default=list).encode()).hexdigest()[:16]
+  return provenance.short_hash(plain)
 
 
 def write_run_config(workdir: str, config, dataset=None) -> None:

@@ -4,7 +4,6 @@ simulated default set; and `--mode=simulate`'s files in the workdir."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -13,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from spect_fastgan_jax import conditions, outputs, preflight
+from spect_fastgan_jax import conditions, outputs, preflight, provenance
 from spect_fastgan_jax.data import contact_sheet, dataset, manifest, simulate
 from spect_fastgan_jax.data.dataset import DataError, SliceDataset
 from spect_fastgan_jax.errors import ConfigError, check_field, is_number, is_whole
@@ -35,8 +34,7 @@ def simulation_key(sim) -> str:
     nilearn_version = "unknown"
   spec = {"simulation": sim.to_dict(), "simulator_version": simulate.SIMULATOR_VERSION,
           "nilearn": nilearn_version}
-  text = json.dumps(spec, sort_keys=True, default=list)
-  return hashlib.sha256(text.encode()).hexdigest()[:16]
+  return provenance.short_hash(spec)
 
 
 def simulated_set(data_config, log: Log = print) -> SliceDataset:
