@@ -1,6 +1,6 @@
 """What the real-only augmentation teaches G: the scores of a perfect generator.
 
-    python benchmarks/augmentation_leak.py
+    python experiments/fidelity/augmentation_leak.py
 
 A generator that learns its training distribution exactly reproduces the *augmented*
 real slices, since D only ever sees those. This scores the augmented slices of the
@@ -14,7 +14,7 @@ The issue's thresholds are 0.8 (diversity) and 0.8-1.2 (SD); real MC is the last
 
 import json
 
-import common  # noqa: F401  (puts the repository on sys.path)
+import study_common  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 
 

@@ -1,6 +1,6 @@
 """How the brightness of generated slices is distributed, against the real slices.
 
-    python benchmarks/intensity_shape.py --workdir=runs/dataset_a_cpu --epoch=120
+    python experiments/fidelity/intensity_shape.py --workdir=runs/dataset_a_cpu --epoch=120
 
 Generates as many images per condition as the real set has (sample indices 0..N-1 of
 seed 0, as evaluate does) and prints, for real and generated: MC (mean of the
@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 
-import common  # noqa: F401  (puts the repository on sys.path)
+import study_common  # noqa: F401  (puts the repository on sys.path)
 import ml_collections
 import numpy as np
 

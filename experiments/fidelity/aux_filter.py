@@ -1,7 +1,7 @@
 """Does keeping only the generated slices that D's own condition head reads as typical of
 their condition help the augmentation study?
 
-    python benchmarks/aux_filter.py RUN_WORKDIR EPOCH [--quantile 0.1] [--repeats 8]
+    python experiments/fidelity/aux_filter.py RUN_WORKDIR EPOCH [--quantile 0.1] [--repeats 8]
         [--first_seed 0] [--steps 1800] [--symmetric_flip] [--arms filtered,plain,real] [--evaluate]
 
 A run trained with `loss.condition_aux` > 0 has an auxiliary condition head on D (AC-GAN).
@@ -27,7 +27,7 @@ import argparse
 import collections
 import json
 
-import common
+import study_common
 
 
 def head_logits_fn(d, d_vars, peak, batch=256):
@@ -188,7 +188,7 @@ def main():
   from spect_fastgan_jax.evaluation import generated
   from spect_fastgan_jax.evaluation.generated import real_counts
 
-  run_config, ecfg, ds, real, plain_images = common.run_images(args.workdir, args.symmetric_flip)
+  run_config, ecfg, ds, real, plain_images = study_common.run_images(args.workdir, args.symmetric_flip)
   head = HeadFilter(run_config, args.workdir, args.epoch, real, args.quantile)
   print(f"D's head on the real slices: {head.real_ok.mean():.3f} agree; per condition "
         + ", ".join(f"{l}/{p} {head.real_ok[real.mask(p, l)].mean():.3f}" for l, p in real.conditions()),
@@ -226,7 +226,7 @@ def main():
   # One classifier seed of every arm at a time, so that a study cut short stays paired.
   seeds = {name: [] for name in arms}
   for s in range(args.first_seed, args.first_seed + args.repeats):
-    out = common.arms_by_steps(arms, ecfg.classifier, test, head.levels, [args.steps], 1, s)
+    out = study_common.arms_by_steps(arms, ecfg.classifier, test, head.levels, [args.steps], 1, s)
     for name in arms:
       seeds[name].append(out[f"{args.steps} steps, {name}"]["mean"])
     print(json.dumps({"seed": s, **{name: out[f"{args.steps} steps, {name}"] for name in arms}}), flush=True)

@@ -1,6 +1,6 @@
 """Is the augmentation study's fixed step count fair to the larger real + synthetic set?
 
-    python benchmarks/augmentation_steps.py RUN_WORKDIR EPOCH [--steps 600,1200,2400] [--repeats 3]
+    python experiments/fidelity/augmentation_steps.py RUN_WORKDIR EPOCH [--steps 600,1200,2400] [--repeats 3]
         [--first_seed 0] [--symmetric_flip]
 
 The study (evaluation/augmentation.py) trains every arm for `evaluate.classifier.steps`
@@ -16,7 +16,7 @@ still climbs, equal steps understate what the synthetic slices add.
 import argparse
 import json
 
-import common
+import study_common
 
 
 def main():
@@ -31,8 +31,8 @@ def main():
   p.add_argument("--symmetric_flip", action="store_true", help="sample as sample.symmetric_flip does")
   args = p.parse_args()
 
-  ecfg, levels, test, arms = common.study_arms(args.workdir, args.epoch, args.symmetric_flip)
-  out = common.arms_by_steps(arms, ecfg.classifier, test, levels,
+  ecfg, levels, test, arms = study_common.study_arms(args.workdir, args.epoch, args.symmetric_flip)
+  out = study_common.arms_by_steps(arms, ecfg.classifier, test, levels,
                              [int(s) for s in args.steps.split(",")], args.repeats, args.first_seed)
   print(json.dumps(out, indent=1))
 

@@ -1,6 +1,6 @@
 """How much of the pixel audit's Z_U / C_T comes from smoothness rather than copying.
 
-    python benchmarks/memorisation_smoothing.py [--max_shift=0]
+    python experiments/fidelity/memorisation_smoothing.py [--max_shift=0]
 
 Each real centre slice of the embedded default set is smoothed with a Gaussian of
 sigma 0.5 / 0.75 / 1.0 px and audited as if it were generated, against the other
@@ -15,9 +15,11 @@ features see. docs/memorisation.md reads a run's audit against these figures.
 import argparse
 import json
 
-import common  # noqa: F401  (puts the repository on sys.path)
+import study_common  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 from scipy import ndimage
+
+from benchmarks.common import embedded_set_and_features  # as benchmarks/memorisation_cost.py
 
 
 def main():
@@ -26,7 +28,7 @@ def main():
   args = p.parse_args()
   from spect_fastgan_jax.evaluation import memorisation, metrics
 
-  ds, features = common.embedded_set_and_features()
+  ds, features = embedded_set_and_features()
   refs = {s: memorisation.new_patient_reference(ds, max_shift=args.max_shift, flip=True, smooth_px=s,
                                                 features=features) for s in (0.0, 1.0)}
   real = metrics.normalise(ds.slices[:, 1])

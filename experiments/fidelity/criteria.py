@@ -1,6 +1,6 @@
 """The fidelity criteria of docs/fidelity.md, read from a --mode=evaluate report.
 
-    python benchmarks/criteria.py runs/dataset_a_cpu/evaluation/epoch_0120_seed0/report.json
+    python experiments/fidelity/criteria.py runs/dataset_a_cpu/evaluation/epoch_0120_seed0/report.json
 
 Prints, for the report's first run: the diversity ratio and the pixel-wise SD ratio
 (generated / real) per (level, pattern), the condition accuracy against 0.95 x the
@@ -12,6 +12,7 @@ synthetic against real alone and the near-copy shares; each with whether it is m
 import json
 import sys
 
+import study_common  # noqa: F401  (puts the repository on sys.path)
 from spect_fastgan_jax.evaluation import criteria
 
 

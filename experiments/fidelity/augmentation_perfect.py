@@ -1,6 +1,6 @@
 """Can real + synthetic beat real alone at all? The augmentation study with a perfect generator.
 
-    python benchmarks/augmentation_perfect.py [--steps 600,1800] [--repeats 5] [--sim_seed 1]
+    python experiments/fidelity/augmentation_perfect.py [--steps 600,1800] [--repeats 5] [--sim_seed 1]
 
 A generator that draws exactly from the data's distribution is, on the embedded default
 set, the simulator itself run with another seed: new subjects, the same Table 1 counts,
@@ -15,7 +15,7 @@ alone at the study's steps, the study cannot credit any generator at those steps
 import argparse
 import json
 
-import common
+import study_common
 
 
 def main():
@@ -46,7 +46,7 @@ def main():
   arms = {"real only": train_real, "real + perfect": classifier.Labelled.concat([train_real, perfect])}
   print(f"slices: real only {len(train_real.level)}, real + perfect {len(arms['real + perfect'].level)}; "
         f"held-out real {len(test.level)}", flush=True)
-  out = common.arms_by_steps(arms, ecfg.classifier, test, levels,
+  out = study_common.arms_by_steps(arms, ecfg.classifier, test, levels,
                              [int(s) for s in args.steps.split(",")], args.repeats)
   print(json.dumps(out, indent=1))
 

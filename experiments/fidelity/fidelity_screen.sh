@@ -3,14 +3,14 @@
 # a short run at the CPU schedule's reduced widths on the embedded default set, on one
 # core and one thread, then --mode=select every 5 epochs; prints the select table.
 #
-#   benchmarks/fidelity_screen.sh NAME EPOCHS CORE CONFIG [--config.FIELD=VALUE ...]
-#   e.g. benchmarks/fidelity_screen.sh paper 30 0 configs/dataset_a.py:cpu_paper
-#        benchmarks/fidelity_screen.sh recipe 30 1 configs/dataset_a.py:cpu
+#   experiments/fidelity/fidelity_screen.sh NAME EPOCHS CORE CONFIG [--config.FIELD=VALUE ...]
+#   e.g. experiments/fidelity/fidelity_screen.sh paper 30 0 configs/dataset_a.py:cpu_paper
+#        experiments/fidelity/fidelity_screen.sh recipe 30 1 configs/dataset_a.py:cpu
 #
 # The run goes to runs/screen/NAME (log: runs/screen/NAME.log). Two screens fit the
 # 2-core machine side by side (CORE 0 and 1).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 name=$1; epochs=$2; core=$3; config=$4; shift 4
 out=runs/screen
 mkdir -p "$out"

@@ -1,7 +1,7 @@
 """What the paper's tests say when generated normal and bilateral slices are flipped
 left/right at random, the symmetry the training augmentation gives those patterns.
 
-    python benchmarks/symmetric_sampling.py RUN_WORKDIR EPOCH [EPOCH ...] [--seed 0]
+    python experiments/fidelity/symmetric_sampling.py RUN_WORKDIR EPOCH [EPOCH ...] [--seed 0]
 
 Training flips real normal and bilateral slices with probability 0.5 (docs/model.md,
 "Augmentation", step 3), so the distribution D sees for them is left/right symmetric,
@@ -15,7 +15,7 @@ and with every normal and bilateral image flipped where an independent fair coin
 
 import argparse
 
-import common
+import study_common
 import numpy as np
 
 
@@ -29,7 +29,7 @@ def main():
   from spect_fastgan_jax import conditions
   from spect_fastgan_jax.evaluation import metrics, stats
 
-  _, ecfg, _, real, images = common.run_images(args.workdir)
+  _, ecfg, _, real, images = study_common.run_images(args.workdir)
   for epoch in args.epochs:
     fake = images(epoch, args.seed)
     coin = np.random.default_rng(1000 + args.seed).random(len(fake.pattern)) < 0.5

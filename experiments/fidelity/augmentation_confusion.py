@@ -1,6 +1,6 @@
 """Where does the classifier trained on real + synthetic slices go wrong on held-out real subjects?
 
-    python benchmarks/augmentation_confusion.py RUN_WORKDIR EPOCH [--seeds 1,2] [--symmetric_flip]
+    python experiments/fidelity/augmentation_confusion.py RUN_WORKDIR EPOCH [--seeds 1,2] [--symmetric_flip]
 
 Trains the augmentation study's real-alone and real + synthetic arms (the images
 `--mode=evaluate` generates for RUN_WORKDIR at EPOCH, `evaluate.augmentation_steps` Adam
@@ -13,7 +13,7 @@ arm adds over real alone are the conditions the synthetic slices teach it to mis
 import argparse
 import json
 
-import common
+import study_common
 
 
 def confusion(pred: dict, level, pattern, levels) -> "np.ndarray":
@@ -44,7 +44,7 @@ def main():
   from spect_fastgan_jax import conditions
   from spect_fastgan_jax.evaluation import classifier
 
-  ecfg, levels, test, arms = common.study_arms(args.workdir, args.epoch, args.symmetric_flip)
+  ecfg, levels, test, arms = study_common.study_arms(args.workdir, args.epoch, args.symmetric_flip)
   names = [f"{l}/{q}" for l, q in conditions.all_conditions(levels)]
   counts = test.counts()
   rows = [i for i, (l, q) in enumerate(conditions.all_conditions(levels)) if counts[(l, q)]]
