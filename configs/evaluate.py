@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.augmentation_repeats = 3
   # Adam steps of every classifier of that study (all three arms). More than the reference
   # classifier's: real + synthetic holds about twice the slices, and at 600 steps even a
-  # perfect generator (the simulator with another seed, benchmarks/augmentation_perfect.py)
+  # perfect generator (the simulator with another seed, experiments/fidelity/augmentation_perfect.py)
   # scored below real alone (0.879 vs 0.899); 1800 is the fewest measured at which it does
   # not (0.972 vs 0.966). About 2 min per classifier on one CPU core.
   c.augmentation_steps = 1800

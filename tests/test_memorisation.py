@@ -86,7 +86,7 @@ def test_new_patients_are_flagged_at_about_the_reference_rate(reference):
 
 
 def test_without_the_distance_smoothing_copies_are_flagged_and_new_patients_are_not(reference):
-  # How much the smoothing matters on SPECT-like noise: benchmarks/memorisation_smoothing.py.
+  # How much the smoothing matters on SPECT-like noise: experiments/fidelity/memorisation_smoothing.py.
   train, _ = reference
   raw = memorisation.new_patient_reference(train, max_shift=2, flip=True, smooth_px=0.0)
   copies = memorisation.audit(raw, train.slices[:, 1], train.level, train.pattern)

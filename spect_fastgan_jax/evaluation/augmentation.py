@@ -5,7 +5,7 @@ beside a classifier trained on the real training subjects alone.
 Every arm trains for `augmentation_steps` Adam steps, more than the reference classifier's
 `classifier.steps`: real + synthetic holds about twice as many slices, and at the
 reference's 600 steps even a perfect generator (the simulator with another seed,
-benchmarks/augmentation_perfect.py) scores below real alone (0.879 vs 0.899, 5 seeds);
+experiments/fidelity/augmentation_perfect.py) scores below real alone (0.879 vs 0.899, 5 seeds);
 at 1800 steps it scores 0.972 vs 0.966, at 3600 0.983 vs 0.953. One classifier's held-out
 accuracy also moves with its training seed alone (~240 held-out slices), so each arm is
 trained `augmentation_repeats` times, with training seeds seed, seed + 1, ...

@@ -14,7 +14,7 @@ Two distances, both computed the same way for generated and real queries:
   Gaussian of `smooth_px` (default 1 px) so that a difference in count noise does
   not read as closeness (a smooth image is nearer, in RMS, to every noisy slice:
   real slices smoothed by 0.5 px score C_T -6 unsmoothed, -0.8 smoothed;
-  benchmarks/memorisation_smoothing.py), minimised over the
+  experiments/fidelity/memorisation_smoothing.py), minimised over the
   anterior-posterior shifts the run's augmentation applies (augment.max_shift) and,
   for normal and bilateral slices when the run flips them (augment.flip), over a
   left-right flip;
