@@ -52,6 +52,7 @@ def main():
   p.add_argument("--repeats", type=int, default=5)
   args = p.parse_args()
   from spect_fastgan_jax import augment, checkpoints, data, input_pipeline, sample, train
+  from spect_fastgan_jax import step as step_lib
   from spect_fastgan_jax.evaluation import monitor as monitor_lib
   config = common.load_config(args.config)
   config.log.progress = False
@@ -68,7 +69,7 @@ def main():
   epoch = statistics.median(epoch_s)
   order = input_pipeline.epoch_order(state.key, state.epoch, len(ds), b, dev.weight)
   batch = input_pipeline.gather(dev, order[0])
-  step = jax.jit(lambda s, k: train.train_step(s, batch, k, config=config, g=g, d=d))
+  step = jax.jit(lambda s, k: step_lib.make_train_step(config, g, d)(s, batch, k))
   step_ms = median_ms(step, state, jax.random.PRNGKey(1), repeats=r)
 
   # --- The parts of a step. ---

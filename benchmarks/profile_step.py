@@ -9,7 +9,6 @@ a fake batch; augmentation; and the whole step. Medians of `--repeats` timings o
 """
 
 import argparse
-import functools
 import json
 import os
 import statistics
@@ -42,6 +41,7 @@ def main():
   p.add_argument("--repeats", type=int, default=7)
   args = p.parse_args()
   from spect_fastgan_jax import augment, input_pipeline, train
+  from spect_fastgan_jax import step as step_lib
   config = common.load_config(args.config)
   g, d, state = common.model_and_state(config)
   b = config.batch_size
@@ -65,7 +65,7 @@ def main():
   def d_fake(p):
     return d.apply({"params": p, "batch_stats": dv["batch_stats"]}, x, y, train=True, mutable=["batch_stats"])[0].mean()
 
-  step = functools.partial(train.train_step, config=config, g=g, d=d)
+  step = step_lib.make_train_step(config, g, d)
   batch = input_pipeline.Batch(real3=real3, cond=y, flip_ok=flip, spread=spread)
   parts = {
       "G forward": timed(g_fwd, gv["params"], repeats=args.repeats),

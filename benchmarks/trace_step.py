@@ -11,7 +11,6 @@ side by side on the two cores add up, so their sum exceeds the step time.
 """
 
 import argparse
-import functools
 import collections
 import glob
 import gzip
@@ -58,6 +57,7 @@ def main():
   p.add_argument("--top", type=int, default=25, help="layers to list")
   args = p.parse_args()
   from spect_fastgan_jax import input_pipeline, layers, models, train
+  from spect_fastgan_jax import step as step_lib
   config = common.load_config(args.config)
   if args.conv_impl:
     config.model.conv_impl = args.conv_impl
@@ -65,7 +65,7 @@ def main():
   key = jax.random.PRNGKey(0)
   real3, y, flip, spread = common.step_inputs(config, key)
   batch = input_pipeline.Batch(real3=real3, cond=y, flip_ok=flip, spread=spread)
-  step = jax.jit(functools.partial(train.train_step, config=config, g=g, d=d))
+  step = jax.jit(step_lib.make_train_step(config, g, d))
   hlo = step.lower(state, batch, key).compile().as_text()
   jax.block_until_ready(step(state, batch, key))
   t = time.perf_counter()

@@ -12,7 +12,6 @@ comparing lowerings. Uses random data so that it needs no data set on disk.
 """
 
 import argparse
-import functools
 import json
 import os
 import resource
@@ -73,6 +72,7 @@ def main():
   args = p.parse_args()
 
   from spect_fastgan_jax import conditions, input_pipeline, layers, models, train, train_state
+  from spect_fastgan_jax import step as step_lib
   from spect_fastgan_jax.data.dataset import SliceDataset
   config = common.load_config(args.config)
   if args.dtype:
@@ -108,7 +108,7 @@ def main():
     cfg.model.conv_impl = conv_impl
     gi, di = models.from_config(cfg.model)
     idx = jnp.arange(b)
-    step = functools.partial(train.train_step, config=cfg, g=gi, d=di)
+    step = step_lib.make_train_step(cfg, gi, di)
     cost = jax.jit(step).lower(single_state, input_pipeline.gather(data, idx),
                                jax.random.PRNGKey(0)).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost

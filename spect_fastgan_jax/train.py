@@ -1,22 +1,19 @@
-"""Training: one jitted step updates both networks; an epoch runs on device-resident data.
+"""Training: the epochs of a run on device-resident data, and the run around them.
 
-The paper's steps (i)-(vi) are one `train_step`: G makes a batch, D sees the
-augmented real batch (with both self-supervision decoders) and the fake batch,
-and both Adam states are updated from gradients of the current parameters.
-An epoch draws a fresh permutation on device (input_pipeline.py) and runs its
-steps either as one compiled `lax.scan` (GPU/TPU: no host round trip per step) or
-as a host loop over the jitted step (CPU, where XLA runs loop bodies far slower;
-see `resolve_train_loop`). `train` runs the epochs, writes each epoch's
-checkpoints and logs, and resumes a run from its newest checkpoint.
+The paper's steps (i)-(vi) are one `train_step` (step.py). An epoch draws a fresh
+permutation on device (input_pipeline.py) and runs its steps either as one compiled
+`lax.scan` (GPU/TPU: no host round trip per step) or as a host loop over the jitted
+step (CPU, where XLA runs loop bodies far slower; see `resolve_train_loop`). `train`
+runs the epochs, writes each epoch's checkpoints and logs, and resumes a run from its
+newest checkpoint.
 
-Phases, in the order of this file: config, the step, the epoch, the run. The state
-it updates and resumes is train_state.py; the data it draws, input_pipeline.py.
+Phases, in the order of this file: config, the epoch, the run. The state it updates
+and resumes is train_state.py; the data it draws, input_pipeline.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import time
@@ -25,7 +22,6 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from spect_fastgan_jax import augment as augment_lib
 from spect_fastgan_jax import (checkpoints, conditions, input_pipeline, losses, models, preflight,
@@ -34,7 +30,8 @@ from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.data.source import Split, split_holdout
 from spect_fastgan_jax.errors import ConfigError, RunError, check_field, is_number, is_whole
-from spect_fastgan_jax.train_state import TrainState, make_optimizers, restore_or_init
+from spect_fastgan_jax import step as step_lib
+from spect_fastgan_jax.train_state import TrainState, restore_or_init
 
 Array = jax.Array
 
@@ -95,127 +92,6 @@ def resolve_train_loop(kind: str, backend: str | None = None) -> str:
 
 
 # ----------------------------------------------------------------------------
-# The step.
-# ----------------------------------------------------------------------------
-def lr_factor(epoch: Array, num_epochs: int, decay_epochs: int) -> Array:
-  """Both learning rates' multiplier in the epoch after `epoch` full ones: 1, then over
-  the last `decay_epochs` epochs falling linearly, (num_epochs - epoch) / decay_epochs,
-  to 1 / decay_epochs in the last epoch. It follows `num_epochs` as given, so a run
-  resumed to a longer schedule goes back to the full rate until its new decay starts."""
-  left = (num_epochs - epoch).astype(jnp.float32)
-  return jnp.clip(left / decay_epochs, 1.0 / decay_epochs, 1.0)
-
-
-def train_step(state: TrainState, batch: input_pipeline.Batch, key: Array, *, config,
-               g: models.Generator, d: models.Discriminator) -> tuple[TrainState, dict]:
-  """One step of both networks; bind `config`, `g`, `d` with functools.partial.
-
-  Args:
-    state: the state before the step (donated by the callers).
-    batch: real slices, their conditions, flip flags and condition spreads.
-    key: the step's PRNG key (rng.py: fold_in(state.key, state.step)).
-  Returns:
-    (the state after the step, {metric: scalar} at the step's input parameters).
-  """
-  aug, b = config.augment, batch.real3.shape[0]
-  tx_g, tx_d = make_optimizers(config.optim)
-  diff = dict(max_shift=int(aug.diff_shift), cutout=float(aug.diff_cutout),
-              intensity=float(aug.diff_intensity))
-  use_diff = any(diff.values())
-  ms_weight = float(config.loss.mode_seeking)
-  aux_weight = float(config.loss.condition_aux)
-  if aux_weight > 0 and not d.aux_head:
-    raise ConfigError("config field loss.condition_aux > 0 needs D's auxiliary head: build the "
-                      "networks with train.networks(config)")
-  d_mutable = ["batch_stats", "intermediates"] if aux_weight > 0 else ["batch_stats"]
-  k_aug, k_z, k_noise, k_crop, k_diff = jax.random.split(key, 5)
-  x = augment_lib.to_model_range(augment_lib.augment(
-      k_aug, batch.real3, batch.flip_ok, blend=aug.blend, max_shift=aug.max_shift, flip=aug.flip,
-      renormalise=bool(aug.renormalise), blend_prob=float(aug.blend_prob)), g.output_peak)
-  k_diff_real, k_diff_fake = jax.random.split(k_diff)
-  if use_diff:
-    x = augment_lib.diff_augment(k_diff_real, x, **diff)
-  # With the mode-seeking term G makes a second image (the pair's partner, from
-  # another z) of the first `partners` rows' conditions; D sees only the first B.
-  # The rows come in random order, so those rows are a random share of the batch.
-  partners = (int(config.loss.mode_seeking_pairs) or b) if ms_weight > 0 else 0
-  z = jax.random.normal(k_z, (b + partners, config.model.z_dim))
-  g_cond = jnp.concatenate([batch.cond, batch.cond[:partners]])
-  noise_keys = jax.random.split(k_noise, b + partners)
-  offsets = jax.random.randint(k_crop, (b, 2), 0, 9)
-
-  # (i) G makes the fake batch; its vjp is kept to send L_G's gradient back.
-  def g_forward(g_params):
-    fake, upd = g.apply({"params": g_params, "batch_stats": state.g_stats}, z, g_cond,
-                        noise_keys, train=True, mutable=["batch_stats"])
-    return fake, upd["batch_stats"]
-  fake_all, g_vjp, g_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
-
-  # (ii)-(v) D on the real batch (with decoders) and on the fake batch; one pass
-  # over the fake batch serves both L_fake and L_G.
-  def d_losses(d_params, fake):
-    (real_logits, rec_full, rec_crop), upd = d.apply(
-        {"params": d_params, "batch_stats": state.d_stats}, x, batch.cond, train=True,
-        crop_offsets=offsets, mutable=d_mutable)
-    real_aux = upd["intermediates"]["aux_logits"][0] if aux_weight > 0 else None
-    if use_diff:
-      fake = augment_lib.diff_augment(k_diff_fake, fake, **diff)
-    fake_logits, upd = d.apply({"params": d_params, "batch_stats": upd["batch_stats"]}, fake,
-                               batch.cond, train=True, mutable=d_mutable)
-    l_real, l_fake = losses.real_loss(real_logits), losses.fake_loss(fake_logits)
-    l_rec = losses.recon_loss(rec_crop, models.crop_target(x, offsets), rec_full, x,
-                              config.loss.recon_distance)
-    l_g = losses.generator_loss(fake_logits)
-    l_d = l_real + l_fake + l_rec
-    metrics = {"d_real": l_real, "d_fake": l_fake, "recon": l_rec, "g": l_g}
-    if aux_weight > 0:
-      # D's head learns the condition from real slices only; G is asked to make
-      # slices that head assigns to their condition.
-      l_aux_real = losses.condition_aux_loss(real_aux, batch.cond)
-      l_aux_fake = losses.condition_aux_loss(upd["intermediates"]["aux_logits"][0], batch.cond)
-      l_d, l_g = l_d + aux_weight * l_aux_real, l_g + aux_weight * l_aux_fake
-      metrics = {**metrics, "aux_real": l_aux_real, "aux_fake": l_aux_fake}
-    return (l_d, l_g), (upd["batch_stats"], metrics)
-
-  (_, _), d_vjp, (d_stats, metrics) = jax.vjp(d_losses, state.d_params, fake_all[:b], has_aux=True)
-  one, zero = jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32)
-  d_grads, _ = d_vjp((one, zero))          # dL_D / dD
-  _, fake_grad = d_vjp((zero, one))        # dL_G / dfake
-  if ms_weight > 0:
-    # batch.spread is in the paper's range [-1, 1]; the networks' range spans
-    # 1 + output_peak, and the pairs are compared there.
-    spread = batch.spread * (1.0 + g.output_peak) / 2.0
-    (l_ms, ratio), ms_grad = jax.value_and_grad(
-        lambda f: losses.mode_seeking_loss(f[:partners], f[b:], spread[:partners],
-                                           float(config.loss.mode_seeking_target)),
-        has_aux=True)(fake_all)
-    fake_grad = jnp.concatenate([fake_grad, jnp.zeros_like(fake_grad[:partners])]) + ms_weight * ms_grad
-    metrics = {**metrics, "mode_seeking": l_ms, "pair_spread": ratio}
-  (g_grads,) = g_vjp(fake_grad)            # dL_G / dG
-
-  # (vi) both Adam updates at once.
-  g_upd, g_opt = tx_g.update(g_grads, state.g_opt, state.g_params)
-  d_upd, d_opt = tx_d.update(d_grads, state.d_opt, state.d_params)
-  if int(config.optim.lr_decay_epochs) > 0:
-    # Adam's step is linear in its learning rate, so scaling the updates is the
-    # decayed rate, with the moment estimates as they were.
-    rate = lr_factor(state.epoch, int(config.num_epochs), int(config.optim.lr_decay_epochs))
-    g_upd = jax.tree_util.tree_map(lambda u: rate * u, g_upd)
-    d_upd = jax.tree_util.tree_map(lambda u: rate * u, d_upd)
-  g_params = optax.apply_updates(state.g_params, g_upd)
-  d_params = optax.apply_updates(state.d_params, d_upd)
-  ema, ema_decay = state.ema_params, float(config.optim.ema_decay)
-  if ema_decay > 0:
-    # With warm-up the decay grows as (1 + t) / (10 + t) up to ema_decay, so the
-    # average forgets the random initial weights within the first epochs.
-    t = state.step.astype(jnp.float32)
-    decay = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t)) if config.optim.ema_warmup else ema_decay
-    ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p, ema, g_params)
-  return state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, d_params=d_params,
-                       d_stats=d_stats, g_opt=g_opt, d_opt=d_opt, ema_params=ema), metrics
-
-
-# ----------------------------------------------------------------------------
 # The epoch.
 # ----------------------------------------------------------------------------
 def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = None,
@@ -228,7 +104,7 @@ def make_train_epoch(config, g, d, num_slices: int, train_loop: str | None = Non
   by side in one program (vmap), each with its own key, batches and weights;
   metrics are then [steps, num_seeds].
   """
-  step = functools.partial(train_step, config=config, g=g, d=d)
+  step = step_lib.make_train_step(config, g, d)
   split = sharding.batch_splitter(mesh)
   loop = resolve_train_loop(train_loop or config.get("train_loop", "auto"))
   epoch_order = lambda state, data: input_pipeline.epoch_order(

@@ -33,10 +33,39 @@ class TrainState:
   ema_params: PyTree   # EMA of G's weights; {} when config.optim.ema_decay == 0
 
 
-def make_optimizers(optim_config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-  """Adam for G and for D (config.optim)."""
-  o = optim_config
-  return (optax.adam(o.lr_g, b1=o.b1, b2=o.b2), optax.adam(o.lr_d, b1=o.b1, b2=o.b2))
+def lr_factor(epoch: Array, num_epochs: int, decay_epochs: int) -> Array:
+  """Both learning rates' multiplier in the epoch after `epoch` full ones: 1, then over
+  the last `decay_epochs` epochs falling linearly, (num_epochs - epoch) / decay_epochs,
+  to 1 / decay_epochs in the last epoch. It follows `num_epochs` as given, so a run
+  resumed to a longer schedule goes back to the full rate until its new decay starts."""
+  left = (num_epochs - epoch).astype(jnp.float32)
+  return jnp.clip(left / decay_epochs, 1.0 / decay_epochs, 1.0)
+
+
+def _with_epoch_schedule(adam: optax.GradientTransformation, num_epochs: int,
+                         decay_epochs: int) -> optax.GradientTransformationExtraArgs:
+  """`adam` whose updates are scaled by lr_factor of the `epoch` passed to update.
+  Adam's step is linear in its learning rate, so this is the scheduled rate with the
+  moment estimates as they are; the state is Adam's own, so checkpoints keep one
+  layout whatever the schedule."""
+
+  def update(updates, state, params=None, *, epoch=None, **extra_args):
+    del extra_args
+    updates, state = adam.update(updates, state, params)
+    if decay_epochs > 0:
+      rate = lr_factor(epoch, num_epochs, decay_epochs)
+      updates = jax.tree_util.tree_map(lambda u: rate * u, updates)
+    return updates, state
+
+  return optax.GradientTransformationExtraArgs(adam.init, update)
+
+
+def make_optimizers(config) -> tuple[optax.GradientTransformationExtraArgs, ...]:
+  """(G's, D's) optimiser: Adam (config.optim) with the learning-rate schedule of
+  `optim.lr_decay_epochs` (constant when 0); update(..., epoch=state.epoch)."""
+  o, n, decay = config.optim, int(config.num_epochs), int(config.optim.lr_decay_epochs)
+  return (_with_epoch_schedule(optax.adam(o.lr_g, b1=o.b1, b2=o.b2), n, decay),
+          _with_epoch_schedule(optax.adam(o.lr_d, b1=o.b1, b2=o.b2), n, decay))
 
 
 def init_variables(config, g: models.Generator, d: models.Discriminator, key: Array):
@@ -54,7 +83,7 @@ def init_variables(config, g: models.Generator, d: models.Discriminator, key: Ar
 def initial_state_fn(config, g, d):
   """key -> the state at step 0 for that key; seeds differ only in it, so one function
   (compiled once) serves every seed of a run."""
-  tx_g, tx_d = make_optimizers(config.optim)
+  tx_g, tx_d = make_optimizers(config)
 
   # One compiled program: run op by op, the initialisers and the optimiser states
   # are some 350 small compilations (20 s on a 2 GHz core for the tiny test widths).

@@ -1,8 +1,9 @@
 """The fidelity options (docs/fidelity.md): each config field does what it says, and a
 short run with all of them on trains and logs the diversity curve."""
 
-import functools
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,7 @@ from configs import data as data_config
 from configs import dataset_a, dataset_b
 from conftest import make_tiny, toy_dataset
 from spect_fastgan_jax import augment, conditions, losses, models, modes, runlog, train
+from spect_fastgan_jax import step as step_lib
 from spect_fastgan_jax.evaluation import monitor as monitor_lib
 from spect_fastgan_jax import errors
 from spect_fastgan_jax import input_pipeline
@@ -99,8 +101,8 @@ def test_condition_aux_trains_d_head_on_real_and_pulls_g(tiny_config_a, toy_a):
   after = {}
   for w in (0.0, 1.0):
     config.loss.condition_aux = w
-    after[w], metrics = train.train_step(jax.tree_util.tree_map(jnp.copy, state), batch, key,
-                                         config=config, g=g, d=d)
+    after[w], metrics = step_lib.make_train_step(config, g, d)(
+        jax.tree_util.tree_map(jnp.copy, state), batch, key)
     assert ("aux_real" in metrics) == (w > 0)
   moved = lambda a, b: any(not np.allclose(x, y) for x, y in zip(
       jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
@@ -109,7 +111,7 @@ def test_condition_aux_trains_d_head_on_real_and_pulls_g(tiny_config_a, toy_a):
   assert moved(after[1.0].g_params, after[0.0].g_params)  # G feels the head's loss
   _, plain_d = models.from_config(config.model)
   with pytest.raises(errors.ConfigError, match=r"loss\.condition_aux"):
-    train.train_step(state, batch, key, config=config, g=g, d=plain_d)
+    step_lib.make_train_step(config, g, plain_d)   # before any tracing
 
 
 def test_condition_aux_head_takes_dataset_b_three_dim_condition(tiny_config_b):
@@ -121,7 +123,7 @@ def test_condition_aux_head_takes_dataset_b_three_dim_condition(tiny_config_b):
   g, d = train.networks(config)
   state = train_state.create_train_state(config, g, d)
   assert any(leaf.shape[-1] == 3 for leaf in jax.tree_util.tree_leaves(state.d_params["aux_head"]))
-  _, metrics = train.train_step(state, batch, jax.random.PRNGKey(0), config=config, g=g, d=d)
+  _, metrics = step_lib.make_train_step(config, g, d)(state, batch, jax.random.PRNGKey(0))
   # At initialisation the head is near chance: about 3 x log 2 per slice, finite.
   assert 0.5 < float(metrics["aux_real"]) < 10 and np.isfinite(float(metrics["aux_fake"]))
 
@@ -139,7 +141,7 @@ def test_mode_seeking_pairs_gives_partners_to_that_many_rows_and_costs_less(tiny
   for pairs in (0, b, 1):
     config.loss.mode_seeking_pairs = pairs
     train.check_config(config)
-    step = jax.jit(functools.partial(train.train_step, config=config, g=g, d=d))
+    step = jax.jit(step_lib.make_train_step(config, g, d))
     flops[pairs] = step.lower(state, batch, jax.random.PRNGKey(5)).compile().cost_analysis()
     flops[pairs] = (flops[pairs][0] if isinstance(flops[pairs], list) else flops[pairs])["flops"]
     out[pairs] = step(jax.tree_util.tree_map(jnp.copy, state), batch, jax.random.PRNGKey(5))
@@ -155,7 +157,7 @@ def test_mode_seeking_pairs_gives_partners_to_that_many_rows_and_costs_less(tiny
 
 
 def test_lr_decay_scales_both_updates_over_the_last_epochs(tiny_config_a, toy_a):
-  factor = lambda e: float(train.lr_factor(jnp.asarray(e, jnp.int32), 10, 4))
+  factor = lambda e: float(train_state.lr_factor(jnp.asarray(e, jnp.int32), 10, 4))
   assert [factor(e) for e in range(10)] == pytest.approx([1, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25])
   config = tiny_config_a
   config.num_epochs = 10
@@ -167,8 +169,8 @@ def test_lr_decay_scales_both_updates_over_the_last_epochs(tiny_config_a, toy_a)
   for decay in (0, 4):
     config.optim.lr_decay_epochs = decay
     train.check_config(config)
-    after, _ = train.train_step(jax.tree_util.tree_map(jnp.copy, state), batch, jax.random.PRNGKey(5),
-                                config=config, g=g, d=d)
+    after, _ = step_lib.make_train_step(config, g, d)(jax.tree_util.tree_map(jnp.copy, state), batch,
+                                                      jax.random.PRNGKey(5))
     moves[decay] = {net: jax.tree_util.tree_map(lambda a, b: a - b, getattr(after, net), getattr(state, net))
                     for net in ("g_params", "d_params")}
   for net in ("g_params", "d_params"):

@@ -1,7 +1,6 @@
 """Data parallelism over several devices and several seeds in one program."""
 
 import json
-import functools
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 
 from conftest import ROOT, toy_dataset
 from spect_fastgan_jax import checkpoints, conditions, models, sample, train
+from spect_fastgan_jax import step as step_lib
 from spect_fastgan_jax import input_pipeline
 from spect_fastgan_jax import train_state
 
@@ -118,7 +118,7 @@ def test_bfloat16_compute_trains_with_float32_weights(tiny_config_a, toy_a):
   g, d = models.from_config(config.model)
   state = train_state.create_train_state(config, g, d)
   data = input_pipeline.device_data(toy_a, config.data.levels)
-  step = jax.jit(functools.partial(train.train_step, config=config, g=g, d=d))
+  step = jax.jit(step_lib.make_train_step(config, g, d))
   idx = jnp.arange(config.batch_size)
   history = []
   for i in range(4):  # bfloat16 convolutions are emulated on CPU, hence slow: few steps

@@ -1,4 +1,3 @@
-import functools
 import json
 import os
 
@@ -9,6 +8,7 @@ import pytest
 
 from conftest import toy_dataset
 from spect_fastgan_jax import checkpoints, models, runlog, train
+from spect_fastgan_jax import step as step_lib
 from spect_fastgan_jax import errors
 from spect_fastgan_jax import input_pipeline
 from spect_fastgan_jax import sample
@@ -21,7 +21,7 @@ def _setup(config, ds):
   g, d = models.from_config(config.model)
   state = train_state.create_train_state(config, g, d)
   data = input_pipeline.device_data(ds, config.data.levels)
-  step = jax.jit(functools.partial(train.train_step, config=config, g=g, d=d))
+  step = jax.jit(step_lib.make_train_step(config, g, d))
   batch = input_pipeline.gather(data, jnp.arange(config.batch_size))
   return state, step, batch
 
