@@ -96,7 +96,9 @@ def condition_spread(images: np.ndarray, level, pattern, pairs: int = 2000, seed
   draw = np.random.default_rng(seed)
   level, pattern = np.asarray(level).astype(str), np.asarray(pattern).astype(str)
   out = np.full(len(images), np.nan, np.float32)
-  for key in set(zip(level, pattern)):
+  # Sorted: a set's order of strings changes with Python's hash seed, and the draws
+  # are shared, so each process would get other spreads (and train another run).
+  for key in sorted(set(zip(level, pattern))):
     idx = np.flatnonzero((level == key[0]) & (pattern == key[1]))
     if len(idx) < 2:
       continue

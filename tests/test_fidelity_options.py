@@ -190,6 +190,20 @@ def test_condition_spread_is_per_condition():
   assert np.allclose(s[5:], s[5]) and 0.5 < s[5] < 0.8         # uniform pairs: 2 * 1/3 in [-1, 1]
 
 
+def test_condition_spread_is_the_same_in_every_process():
+  # The mode-seeking term trains against these spreads, and a resumed run is another
+  # process: Python's hash seed (which orders a set of strings) must not change them.
+  code = ("import numpy as np; from spect_fastgan_jax import input_pipeline as ip; "
+          "r = np.random.default_rng(1); n = 60; "
+          "lv = np.array(['CER', 'BG', 'COR'] * 20); pt = np.array(['normal'] * 30 + ['unilateral'] * 30); "
+          "print(ip.condition_spread(r.uniform(0, 1, (n, 64, 64)).astype(np.float32), lv, pt, pairs=50).tobytes().hex())")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
+                        env={**os.environ, "PYTHONHASHSEED": str(h), "JAX_PLATFORMS": "cpu"}).stdout
+         for h in (1, 2, 3, 4)}
+  assert len(out) == 1
+
+
 def test_generator_and_discriminator_condition_modes(tiny_config_a):
   config = tiny_config_a
   z = jax.random.normal(jax.random.PRNGKey(0), (2, config.model.z_dim))
