@@ -31,7 +31,7 @@ def main():
   p.add_argument("--config", default="configs/dataset_a.py")
   p.add_argument("--repeats", type=int, default=5)
   args = p.parse_args()
-  from spect_fastgan_jax import checkpoints, conditions, sample
+  from spect_fastgan_jax import checkpoints, conditions, train_state
   config = common.load_config(args.config)
   g, _, state = common.model_and_state(config)
   # A trained state has no zero Adam moments, which would compress to nothing:
@@ -41,7 +41,7 @@ def main():
   state = jax.tree_util.tree_unflatten(tree, [
       jax.random.normal(k, x.shape, x.dtype) if jax.numpy.issubdtype(x.dtype, jax.numpy.floating) else x
       for k, x in zip(keys, leaves)])
-  sampler = sample.sampler_variables(
+  sampler = train_state.sampler_variables(
       state, config, g, conditions.encode(config.data.levels, *zip(*conditions.all_conditions(config.data.levels))))
   with tempfile.TemporaryDirectory() as tmp:
     ck = checkpoints.RunCheckpoints(tmp, keep_train_states=args.repeats)

@@ -74,7 +74,7 @@ def main():
   os.environ["XLA_FLAGS"] = " ".join(flags)
 
   import jax
-  from spect_fastgan_jax import checkpoints, data, input_pipeline, sample, sharding, train
+  from spect_fastgan_jax import checkpoints, data, input_pipeline, sharding, train, train_state
   from spect_fastgan_jax.evaluation import monitor as monitor_lib
 
   config = apply_overrides(common.load_config(args.config), args.set)
@@ -89,7 +89,7 @@ def main():
   train_epoch = train.make_train_epoch(config, g, d, len(ds), mesh=mesh)
   state, compile_s, epoch_s = common.time_epochs(train_epoch, state, dev, args.epochs)
 
-  sampler_fn = sample.make_sampler_fn(config, g)
+  sampler_fn = train_state.make_sampler_fn(config, g)
   jax.block_until_ready(sampler_fn(state, dev.cond, dev.weight))
   t = time.perf_counter()
   g_vars = jax.block_until_ready(sampler_fn(state, dev.cond, dev.weight))

@@ -51,7 +51,7 @@ def main():
   p.add_argument("--config", default="configs/dataset_a.py:cpu")
   p.add_argument("--repeats", type=int, default=5)
   args = p.parse_args()
-  from spect_fastgan_jax import augment, checkpoints, data, input_pipeline, sample, train
+  from spect_fastgan_jax import augment, checkpoints, data, input_pipeline, train, train_state
   from spect_fastgan_jax import step as step_lib
   from spect_fastgan_jax.evaluation import monitor as monitor_lib
   config = common.load_config(args.config)
@@ -112,7 +112,7 @@ def main():
   }
 
   # --- The end of an epoch: sampler weights, checkpoints, monitor. ---
-  sampler_fn = sample.make_sampler_fn(config, g)
+  sampler_fn = train_state.make_sampler_fn(config, g)
   sampler_ms = median_ms(lambda: sampler_fn(state, dev.cond, dev.weight), repeats=r, calls=1)
   g_vars = sampler_fn(state, dev.cond, dev.weight)
   with tempfile.TemporaryDirectory() as tmp:

@@ -21,12 +21,12 @@ from typing import Sequence
 
 import numpy as np
 
-from spect_fastgan_jax import checkpoints, conditions as conditions_lib, errors
+from spect_fastgan_jax import checkpoints, conditions as conditions_lib, errors, outputs
 from spect_fastgan_jax import sample as sample_lib
 from spect_fastgan_jax import workdir as workdir_lib
 
 # The public NIfTI writer: [N, 64, 64] images -> one volume [64, 64, N].
-write_nifti = sample_lib.write_nifti
+write_nifti = outputs.write_nifti
 
 # Sample indices are int32 in the compiled program, as --mode=sample writes them.
 _MAX_INDEX = np.iinfo(np.int32).max

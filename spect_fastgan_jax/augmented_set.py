@@ -220,7 +220,7 @@ def write(run_config, evaluate_config, workdir: str, epoch: int, out_dir: str, *
     for folder in ("real", "synthetic"):
       os.makedirs(os.path.join(tmp, folder))
     for row, volume in rows:
-      sample.write_nifti(volume, os.path.join(tmp, row["path"]))
+      outputs.write_nifti(volume, os.path.join(tmp, row["path"]))
     with open(os.path.join(tmp, "manifest.csv"), "w", newline="") as f:
       w = csv.DictWriter(f, MANIFEST_COLUMNS)
       w.writeheader()

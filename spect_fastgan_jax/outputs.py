@@ -1,5 +1,6 @@
 """Writing outputs: files replaced atomically, output folders (samples, reports) that
-never silently replace earlier results, and strict JSON."""
+never silently replace earlier results, strict JSON, and the image files the product
+writes (PNG grids, NIfTI stacks of slices)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import os
 import shutil
 import tempfile
 from typing import BinaryIO, Callable
+
+import numpy as np
 
 from spect_fastgan_jax.errors import OutputError, OutputExistsError
 
@@ -98,3 +101,43 @@ def finite(x):
 def write_json(obj, path: str) -> None:
   with open(path, "w") as f:
     json.dump(finite(obj), f, indent=1, default=list)
+
+
+# ----------------------------------------------------------------------------
+# Image files.
+# ----------------------------------------------------------------------------
+# Pixel size written into the NIfTI stacks: the simulated set's in-plane spacing
+# (a 64 x 64 matrix of ~4 mm pixels covers the head, as the paper's scans do).
+NIFTI_PIXEL_MM = 4.0
+
+
+def tile(images: np.ndarray, columns: int) -> np.ndarray:
+  """[N, h, w] -> one [rows * h, columns * w] image, row-major, blank-padded."""
+  n, h, w = images.shape
+  rows = -(-n // columns)
+  grid = np.zeros((rows * h, columns * w), np.float32)
+  for k in range(n):
+    r, c = divmod(k, columns)
+    grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = images[k]
+  return grid
+
+
+def save_png(image: np.ndarray, path: str, scale: int = 2) -> None:
+  """Writes a [H, W] image in [0, 1] as an 8-bit PNG (nearest-neighbour upscaled), atomically."""
+  from PIL import Image
+  arr = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+  im = Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST)
+  atomic_write(path, lambda f: im.save(f, format="PNG"), suffix=".png")
+
+
+def write_nifti(images: np.ndarray, path: str, pixel_mm: float = NIFTI_PIXEL_MM) -> None:
+  """Writes [N, 64, 64] images (project orientation) as one NIfTI volume [64, 64, N].
+
+  Voxel axis i runs along columns (towards the patient's left, so -x in RAS),
+  axis j along rows (towards posterior, -y), axis k over the samples.
+  """
+  import nibabel as nib
+  data = np.transpose(images, (2, 1, 0)).astype(np.float32)  # [col, row, n]
+  affine = np.diag([-pixel_mm, -pixel_mm, pixel_mm, 1.0])
+  affine[:3, 3] = [pixel_mm * 31.5, pixel_mm * 31.5, 0.0]
+  nib.save(nib.Nifti1Image(data, affine), path)

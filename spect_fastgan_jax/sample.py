@@ -23,82 +23,14 @@ import os
 import sys
 from typing import Callable, Sequence
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from spect_fastgan_jax import (augment, checkpoints, conditions, models, outputs, preflight,
-                               provenance, rng)
+                               provenance)
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.errors import ConditionError, ConfigError, RunError, check_field, is_whole
-
-# Pixel size written into the NIfTI stacks: the simulated set's in-plane spacing
-# (a 64 x 64 matrix of ~4 mm pixels covers the head, as the paper's scans do).
-NIFTI_PIXEL_MM = 4.0
-
-
-# ----------------------------------------------------------------------------
-# What a training state gives sampling (written as each epoch's sampler checkpoint).
-# ----------------------------------------------------------------------------
-def sampler_variables(state, config, g, train_cond: jax.Array, weight: jax.Array | None = None) -> dict:
-  """Generator variables for sampling from a training state (train_state.TrainState):
-  weights and the statistics that fit them.
-
-  With an EMA generator the running BatchNorm statistics of the raw weights do
-  not fit the averaged weights, so they are recomputed for the EMA weights, on
-  conditions drawn as often as training drew them: rows of `train_cond` [N, C], the
-  training set's condition vectors, at probabilities `weight` [N] if training drew
-  them so (input_pipeline.DeviceData.weight), else uniformly.
-  """
-  if config.optim.ema_decay > 0:
-    stats = recompute_batch_stats(g, state.ema_params, state.g_stats, config, train_cond,
-                                  rng.stream(state.key, rng.SAMPLER_STATS), weight=weight)
-    return {"params": state.ema_params, "batch_stats": stats}
-  return {"params": state.g_params, "batch_stats": state.g_stats}
-
-
-def make_sampler_fn(config, g) -> Callable:
-  """Jitted (state, train_cond, weight) -> sampler_variables(state, config, g, train_cond, weight).
-
-  Compiled once per run: run eagerly, the EMA statistics' scan is traced and
-  compiled again at every call, 8-16 s per epoch at the CPU schedule's widths.
-  """
-  return jax.jit(lambda state, train_cond, weight=None: sampler_variables(state, config, g, train_cond,
-                                                                        weight))
-
-
-def recompute_batch_stats(g, params, stats, config, train_cond, key, batches: int = 50,
-                          batch: int = 32, weight=None):
-  """Runs G in training mode on `batches` random batches so that its BatchNorm
-  running statistics (momentum 0.9: 0.9**50 < 1%) describe `params`. Conditions
-  are rows of `train_cond` drawn uniformly (or at probabilities `weight`), i.e. at the
-  training frequencies (no condition the data lacks). The spectral-norm vectors are
-  kept as they are."""
-  conds = jnp.asarray(train_cond)
-
-  def body(s, k):
-    k_z, k_c, k_n = jax.random.split(k, 3)
-    z = jax.random.normal(k_z, (batch, config.model.z_dim))
-    rows = (jax.random.randint(k_c, (batch,), 0, conds.shape[0]) if weight is None
-            else jax.random.choice(k_c, conds.shape[0], (batch,), p=weight))
-    y = conds[rows]
-    _, upd = g.apply({"params": params, "batch_stats": s}, z, y, jax.random.split(k_n, batch),
-                     train=True, mutable=["batch_stats"])
-    return batch_norm_only(s, upd["batch_stats"]), None
-
-  out, _ = jax.lax.scan(body, stats, jax.random.split(key, batches))
-  return out
-
-
-def batch_norm_only(old, new):
-  """The statistics `new` for BatchNorm's running mean and variance, `old` for everything
-  else in the collection (the spectral-norm vectors): a refit of BatchNorm alone."""
-  flat_old = flax.traverse_util.flatten_dict(old)
-  return flax.traverse_util.unflatten_dict({
-      p: (v if p[-1] in ("mean", "var") else flat_old[p])
-      for p, v in flax.traverse_util.flatten_dict(new).items()})
-
 
 def check_seed(seed, field: str = "sample.seed") -> int:
   """`seed` as an int, or ConfigError naming `field` unless it is a whole number that
@@ -194,39 +126,7 @@ def condition_grid(g, g_vars, config, per_condition: int = 4, seed: int = 0) -> 
   cond = conditions.encode(levels, lv, pt, conditions.slot_sides(pt) if sided else None, sided)
   imgs = generate(g, g_vars, cond, seed, np.arange(len(lv), dtype=np.int32), config.model.z_dim,
                   batch_size=len(lv), generate_fn=generate_fn_of(g, config))
-  return tile(imgs, per_condition)
-
-
-def tile(images: np.ndarray, columns: int) -> np.ndarray:
-  """[N, h, w] -> one [rows * h, columns * w] image, row-major, blank-padded."""
-  n, h, w = images.shape
-  rows = -(-n // columns)
-  grid = np.zeros((rows * h, columns * w), np.float32)
-  for k in range(n):
-    r, c = divmod(k, columns)
-    grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = images[k]
-  return grid
-
-
-def save_png(image: np.ndarray, path: str, scale: int = 2) -> None:
-  """Writes a [H, W] image in [0, 1] as an 8-bit PNG (nearest-neighbour upscaled), atomically."""
-  from PIL import Image
-  arr = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-  im = Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST)
-  outputs.atomic_write(path, lambda f: im.save(f, format="PNG"), suffix=".png")
-
-
-def write_nifti(images: np.ndarray, path: str, pixel_mm: float = NIFTI_PIXEL_MM) -> None:
-  """Writes [N, 64, 64] images (project orientation) as one NIfTI volume [64, 64, N].
-
-  Voxel axis i runs along columns (towards the patient's left, so -x in RAS),
-  axis j along rows (towards posterior, -y), axis k over the samples.
-  """
-  import nibabel as nib
-  data = np.transpose(images, (2, 1, 0)).astype(np.float32)  # [col, row, n]
-  affine = np.diag([-pixel_mm, -pixel_mm, pixel_mm, 1.0])
-  affine[:3, 3] = [pixel_mm * 31.5, pixel_mm * 31.5, 0.0]
-  nib.save(nib.Nifti1Image(data, affine), path)
+  return outputs.tile(imgs, per_condition)
 
 
 def generator_shapes(g: models.Generator, config) -> dict:
@@ -437,10 +337,10 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
     for l, p in counts:
       for s in sorted(set(sd[(lv == l) & (pt == p)].tolist())):
         sel = (lv == l) & (pt == p) & (sd == s)
-        write_nifti(images[sel], os.path.join(tmp, f"{l}_{p}{'' if s == 'none' else '_' + s}.nii.gz"))
+        outputs.write_nifti(images[sel], os.path.join(tmp, f"{l}_{p}{'' if s == 'none' else '_' + s}.nii.gz"))
     grid_cols = 8
-    rows = [tile(images[(lv == l) & (pt == p)][:grid_cols], grid_cols) for l, p in counts]
-    save_png(np.concatenate(rows, axis=0), os.path.join(tmp, "grid.png"))
+    rows = [outputs.tile(images[(lv == l) & (pt == p)][:grid_cols], grid_cols) for l, p in counts]
+    outputs.save_png(np.concatenate(rows, axis=0), os.path.join(tmp, "grid.png"))
     with open(os.path.join(tmp, "info.json"), "w") as f:
       json.dump({"epoch": epoch, "seed": seed, "batch_size": batch,
                  "symmetric_flip": symmetric_flip(config),

@@ -25,12 +25,13 @@ import ml_collections
 
 from spect_fastgan_jax import augment as augment_lib
 from spect_fastgan_jax import (checkpoints, conditions, input_pipeline, losses, models, preflight,
-                               runlog, sample, sharding)
+                               outputs, runlog, sample, sharding)
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.data.source import Split, split_holdout
 from spect_fastgan_jax.errors import ConfigError, RunError, check_field, is_number, is_whole
 from spect_fastgan_jax import step as step_lib
+from spect_fastgan_jax import train_state
 from spect_fastgan_jax.train_state import TrainState, restore_or_init
 
 Array = jax.Array
@@ -203,7 +204,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   g, d = networks(config)
   num_seeds, n = len(runs), len(dataset)
   # Seeds differ only in their key, which the state carries: one function serves all.
-  sampler_fn = sample.make_sampler_fn(config, g)
+  sampler_fn = train_state.make_sampler_fn(config, g)
 
   # --- State: fresh or resumed. ---
   ckpts = [checkpoints.RunCheckpoints(w, config.checkpoint.keep_train_states) for _, w in runs]
@@ -325,7 +326,7 @@ class _EpochEnd:
     out.run_log.write(epoch, metrics)
     if want_grid:
       grid = sample.condition_grid(self.g, sampler, config, per_condition=4, seed=0)
-      sample.save_png(grid, os.path.join(out.workdir, "samples_during_training", f"epoch_{epoch:04d}.png"))
+      outputs.save_png(grid, os.path.join(out.workdir, "samples_during_training", f"epoch_{epoch:04d}.png"))
       out.run_log.image(epoch, "samples", grid)
 
 

@@ -1,11 +1,13 @@
 """A run's training state: both networks, both Adam states, the EMA generator, the
 step, the epoch and the base key, as one pytree that checkpoints whole; and where a
 run starts: fresh (its initial weights come from config.seed alone) or from its
-newest checkpoint."""
+newest checkpoint. Also the optimisers that update it (Adam with the learning-rate
+schedule) and what it gives sampling: the generator variables of each epoch's sampler
+checkpoint (sampler_variables)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import flax
 import jax
@@ -112,6 +114,68 @@ def create_train_state(config, g, d) -> TrainState:
   return initial_state_fn(config, g, d)(jax.random.PRNGKey(config.seed))
 
 
+# ----------------------------------------------------------------------------
+# What a training state gives sampling (written as each epoch's sampler checkpoint).
+# ----------------------------------------------------------------------------
+def sampler_variables(state, config, g, train_cond: jax.Array, weight: jax.Array | None = None) -> dict:
+  """Generator variables for sampling from a training state (train_state.TrainState):
+  weights and the statistics that fit them.
+
+  With an EMA generator the running BatchNorm statistics of the raw weights do
+  not fit the averaged weights, so they are recomputed for the EMA weights, on
+  conditions drawn as often as training drew them: rows of `train_cond` [N, C], the
+  training set's condition vectors, at probabilities `weight` [N] if training drew
+  them so (input_pipeline.DeviceData.weight), else uniformly.
+  """
+  if config.optim.ema_decay > 0:
+    stats = recompute_batch_stats(g, state.ema_params, state.g_stats, config, train_cond,
+                                  rng.stream(state.key, rng.SAMPLER_STATS), weight=weight)
+    return {"params": state.ema_params, "batch_stats": stats}
+  return {"params": state.g_params, "batch_stats": state.g_stats}
+
+
+def make_sampler_fn(config, g) -> Callable:
+  """Jitted (state, train_cond, weight) -> sampler_variables(state, config, g, train_cond, weight).
+
+  Compiled once per run: run eagerly, the EMA statistics' scan is traced and
+  compiled again at every call, 8-16 s per epoch at the CPU schedule's widths.
+  """
+  return jax.jit(lambda state, train_cond, weight=None: sampler_variables(state, config, g, train_cond,
+                                                                        weight))
+
+
+def recompute_batch_stats(g, params, stats, config, train_cond, key, batches: int = 50,
+                          batch: int = 32, weight=None):
+  """Runs G in training mode on `batches` random batches so that its BatchNorm
+  running statistics (momentum 0.9: 0.9**50 < 1%) describe `params`. Conditions
+  are rows of `train_cond` drawn uniformly (or at probabilities `weight`), i.e. at the
+  training frequencies (no condition the data lacks). The spectral-norm vectors are
+  kept as they are."""
+  conds = jnp.asarray(train_cond)
+
+  def body(s, k):
+    k_z, k_c, k_n = jax.random.split(k, 3)
+    z = jax.random.normal(k_z, (batch, config.model.z_dim))
+    rows = (jax.random.randint(k_c, (batch,), 0, conds.shape[0]) if weight is None
+            else jax.random.choice(k_c, conds.shape[0], (batch,), p=weight))
+    y = conds[rows]
+    _, upd = g.apply({"params": params, "batch_stats": s}, z, y, jax.random.split(k_n, batch),
+                     train=True, mutable=["batch_stats"])
+    return batch_norm_only(s, upd["batch_stats"]), None
+
+  out, _ = jax.lax.scan(body, stats, jax.random.split(key, batches))
+  return out
+
+
+def batch_norm_only(old, new):
+  """The statistics `new` for BatchNorm's running mean and variance, `old` for everything
+  else in the collection (the spectral-norm vectors): a refit of BatchNorm alone."""
+  flat_old = flax.traverse_util.flatten_dict(old)
+  return flax.traverse_util.unflatten_dict({
+      p: (v if p[-1] in ("mean", "var") else flat_old[p])
+      for p, v in flax.traverse_util.flatten_dict(new).items()})
+
+
 def restore_or_init(runs, ckpts, g, d, sampler_fn, data, mesh, log) -> tuple[int | None, list]:
   """The states a run goes on from: (last epoch or None, [TrainState per seed]).
 
@@ -119,7 +183,7 @@ def restore_or_init(runs, ckpts, g, d, sampler_fn, data, mesh, log) -> tuple[int
     runs: [(config, workdir)] of each seed (workdir.seed_runs).
     ckpts: their checkpoints.RunCheckpoints.
     g, d: the networks.
-    sampler_fn: (state, train_cond, weight) -> sampler variables (sample.make_sampler_fn).
+    sampler_fn: (state, train_cond, weight) -> sampler variables (train_state.make_sampler_fn).
     data, mesh: the device data and mesh (for a sampler checkpoint written again).
     log: one-line messages.
   Returns:

@@ -10,7 +10,7 @@ import pytest
 from configs import dataset_a
 from configs import evaluate as eval_config
 from conftest import make_tiny, save_random_sampler_checkpoints, toy_dataset
-from spect_fastgan_jax import Sampler, augmented_set, errors, modes, sample
+from spect_fastgan_jax import Sampler, augmented_set, errors, modes, outputs
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.data import manifest, source
 from spect_fastgan_jax.evaluation import card as card_lib
@@ -223,7 +223,7 @@ def test_training_data_that_cannot_be_read_is_refused_writing_nothing(run):
 def test_an_augment_stopped_midway_leaves_no_folder(run, monkeypatch, stop):
   config, workdir, _, tmp = run
   written = []
-  real_write = sample.write_nifti
+  real_write = outputs.write_nifti
 
   def write_then_stop(images, path):
     if len(written) == 5:
@@ -231,7 +231,7 @@ def test_an_augment_stopped_midway_leaves_no_folder(run, monkeypatch, stop):
     written.append(path)
     real_write(images, path)
 
-  monkeypatch.setattr(sample, "write_nifti", write_then_stop)
+  monkeypatch.setattr(outputs, "write_nifti", write_then_stop)
   before = set(os.listdir(tmp))
   with pytest.raises(stop):
     modes.augment(config, workdir, str(tmp / "stopped"), epoch=2, balance=True, log=lambda m: None)

@@ -282,7 +282,7 @@ def test_sampler_statistics_come_from_the_training_conditions(tiny_config_a, toy
   levels = config.data.levels
   only_a = conditions.encode(levels, ["CER"], ["normal"])
   only_b = conditions.encode(levels, ["COR"], ["bilateral"])
-  stats = lambda rows: jax.tree_util.tree_leaves(sample.sampler_variables(state, config, g, rows)["batch_stats"])
+  stats = lambda rows: jax.tree_util.tree_leaves(train_state.sampler_variables(state, config, g, rows)["batch_stats"])
   same = [np.allclose(a, b) for a, b in zip(stats(only_a), stats(np.repeat(only_a, 7, 0)))]
   assert all(same)  # drawn from the rows given, whatever their number
   assert not all(np.allclose(a, b) for a, b in zip(stats(only_a), stats(only_b)))

@@ -164,7 +164,7 @@ def test_ema_generator_gets_statistics_that_fit_its_weights(tiny_config_a, toy_a
   state, step, batch = _setup(config, toy_a)
   for i in range(5):
     state, _ = step(state, batch, jax.random.PRNGKey(i))
-  sampler = sample.sampler_variables(state, config, g, batch.cond)
+  sampler = train_state.sampler_variables(state, config, g, batch.cond)
   assert _trees_equal(sampler["params"], state.ema_params)
   assert not _trees_equal(sampler["params"], state.g_params)
   flat_new = jax.tree_util.tree_leaves_with_path(sampler["batch_stats"])

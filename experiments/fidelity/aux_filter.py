@@ -64,14 +64,14 @@ def refit_d_stats(d, d_vars, images, cond, peak, passes=60):
   mix the real and the fake passes of batches of 4 and do not fit either."""
   import jax
   import jax.numpy as jnp
-  from spect_fastgan_jax import augment, sample
+  from spect_fastgan_jax import augment, train_state
   x, y = augment.to_model_range(jnp.asarray(images), peak), jnp.asarray(cond)
 
   @jax.jit
   def once(stats):
     _, upd = d.apply({"params": d_vars["params"], "batch_stats": stats}, x, y, train=True,
                      mutable=["batch_stats", "intermediates"])
-    return sample.batch_norm_only(stats, upd["batch_stats"])
+    return train_state.batch_norm_only(stats, upd["batch_stats"])
 
   stats = d_vars["batch_stats"]
   for _ in range(passes):
