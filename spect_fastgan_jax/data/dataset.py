@@ -29,6 +29,20 @@ from spect_fastgan_jax.errors import DataError  # noqa: F401  (raised here; impo
 from spect_fastgan_jax.outputs import atomic_write
 
 MATRIX = 64
+# Every reader of a user's volume refuses one past these before reading its pixels: far
+# past any SPECT (64-256 pixels a side, a few hundred slices), a larger header is a
+# wrong file, or one whose whole read (DICOM) would not fit in memory.
+MAX_SLICE_PIXELS = 2048 * 2048
+MAX_VOXELS = 1 << 30  # 4 GiB as float32
+
+
+def check_volume_size(shape: tuple[int, ...], path: str) -> None:
+  """DataError naming the shape of a volume past MAX_SLICE_PIXELS or MAX_VOXELS."""
+  x, y, z = (int(n) for n in shape)
+  if x * y > MAX_SLICE_PIXELS or x * y * z > MAX_VOXELS:
+    raise DataError(f"{path}: volume of shape {[x, y, z]} is past the reader's limit "
+                    f"({MAX_SLICE_PIXELS} pixels a slice, {MAX_VOXELS} voxels in all); "
+                    "a SPECT volume is far smaller: is it the right file?")
 
 
 @dataclasses.dataclass(frozen=True)
