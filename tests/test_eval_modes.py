@@ -1,5 +1,6 @@
 """--mode=select and --mode=evaluate end to end on a tiny trained run."""
 
+import copy
 import json
 import os
 import subprocess
@@ -51,11 +52,19 @@ def test_select_scores_epochs_and_names_the_best(run):
   assert any("training the condition classifier" in m for m in logs)
   with pytest.raises(FileExistsError, match="--overwrite"):
     modes.select(config, workdir, every=1, log=logs.append)
-  # Rerun with --overwrite: the cached classifier is reused, not retrained.
+  # Rerun with --overwrite: the cached classifier is reused, not retrained. The rule's
+  # thresholds come from evaluate.select: no accuracy margin leaves only the most
+  # accurate epoch, and an unreachable diversity makes the rule drop diversity.
   logs.clear()
-  modes.select(config, workdir, every=1, overwrite=True, log=logs.append)
+  strict = copy.deepcopy(config)
+  strict.evaluate.select.accuracy_margin = 0.0
+  strict.evaluate.select.min_diversity = 50.0
+  rerun = modes.select(strict, workdir, every=1, overwrite=True, log=logs.append)
   assert any("loaded the condition classifier" in m for m in logs)
   assert not any("training the condition classifier" in m for m in logs)
+  top = max(r["accuracy"] for r in rerun["rows"])
+  assert next(r for r in rerun["rows"] if r["epoch"] == rerun["best_epoch"])["accuracy"] == top
+  assert "no epoch reached diversity ratio 50.0" in rerun["reason"]
 
 
 def test_evaluate_writes_report_with_every_pattern_and_metric(run):
