@@ -3,27 +3,36 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import dataset_a, dataset_b
-from spect_fastgan_jax import layers, models, train_state
+from configs import dataset_a, dataset_b, default
+from spect_fastgan_jax import layers, models, train, train_state
 
 
 def _count(tree):
   return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
 
 
-@pytest.mark.parametrize("get, cond_dim", [(dataset_a.get_config, 6), (dataset_b.get_config, 3)])
-def test_default_widths_match_the_spec(get, cond_dim):
-  config = get()
-  g, d = models.from_config(config.model)
+# docs/model.md, "Parameter counts" (the README quotes the first row): G, D with its
+# decoders, and the decoders alone, with the aux head where the variant has one; and
+# D's input channels: the paper's D sees the image and a conditional image (1 + C), the
+# recipe's projection D the image alone.
+PARAMETER_COUNTS = [
+    (dataset_a.get_config, "", 1 + 6, 2_114_404, 2_836_448, 1_256_320),
+    (dataset_b.get_config, "", 1 + 3, 2_114_212, 2_835_584, 1_256_320),
+    (dataset_a.get_config, "recipe", 1, 2_133_605, 2_838_054, 1_256_320),
+    (dataset_a.get_config, "cpu", 1, 262_677, 182_230, 79_072),
+]
+
+
+@pytest.mark.parametrize("get, variant, in_channels, g_count, d_count, dec_count", PARAMETER_COUNTS,
+                         ids=["A-paper", "B-paper", "A-recipe", "A-cpu"])
+def test_parameter_counts_are_the_documented_ones(get, variant, in_channels, g_count, d_count, dec_count):
+  config = default.with_variant(get(), variant)
+  g, d = train.networks(config)
   shapes = jax.eval_shape(lambda: train_state.init_variables(config, g, d, jax.random.PRNGKey(0)))
-  g_params, d_params = _count(shapes[0]["params"]), _count(shapes[1]["params"])
-  # docs/model.md, "Parameter counts": G 2,114,404 with C = 6, D 2,836,448 with its
-  # decoders (dataset A); this brackets them.
-  assert 2.0e6 < g_params < 2.2e6
-  assert 2.7e6 < d_params < 2.9e6
-  # The discriminator sees 1 + C input channels (image and conditional image).
-  in_kernel = shapes[1]["params"]["in_conv"]["w"]["kernel"]
-  assert in_kernel.shape == (3, 3, 1 + cond_dim, 32)
+  g_params, d_params = shapes[0]["params"], shapes[1]["params"]
+  assert (_count(g_params), _count(d_params)) == (g_count, d_count)
+  assert _count(d_params["dec_global"]) + _count(d_params["dec_region"]) == dec_count
+  assert d_params["in_conv"]["w"]["kernel"].shape[2] == in_channels
 
 
 def test_shapes_and_value_ranges(tiny_config_a):
