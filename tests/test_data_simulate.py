@@ -225,3 +225,55 @@ def test_families_differ_as_their_descriptions_say():
       img = simulate.simulate_subject(phantom, sims[f], subject, noiseless=True)["BG"][1]
       area[f].append(int((img > 0.3 * img.max()).sum()))
   assert np.std(area["population"]) > 1.3 * np.std(area["default"]), area
+
+
+# Every field of data.simulation, with a value other than the default's. Slice physics
+# is checked on one subject's images, the plan fields on the subjects drawn; the
+# families' test above checks the direction of the main ones.
+SIMULATION_CHANGES = {
+    "seed": 1, "level_z_mm": {"BG": (10.0, 12.0)}, "pixel_mm": (4.4, 4.4),
+    "fwhm_mm": (16.0, 16.0), "noise_gm": (0.2, 0.2), "gm_wm_ratio": (5.0, 5.0),
+    "deep_grey_factor": (1.3, 1.3), "cerebellum_factor": (1.3, 1.3), "lobe_variation": 0.2,
+    "hemisphere_asymmetry": 0.05, "scale": 0.12, "rotation_deg": 10.0, "shift_mm": (3.0, 3.0, 3.0),
+    "deformation_mm": 4.0, "deformation_asymmetry": 0.8, "deformation_wavelength_mm": (40.0, 80.0),
+    "defect_severity": (0.6, 0.7), "defect_margin_mm": 8.0, "defect_deep_sparing": 0.0,
+}
+PLAN_CHANGES = {
+    "counts": {"BG_unilateral": 7},
+    "territory_weights": {"MCA": 0.2, "ACA": 0.6, "PCA": 0.2},
+    "territory_levels": {"MCA": ("CER", "COR")},
+}
+
+
+def test_every_simulation_field_is_listed_below():
+  assert set(SIMULATION_CHANGES) | set(PLAN_CHANGES) == set(data_config.get_config().simulation.keys())
+
+
+def _changed(field, value):
+  sim = data_config.get_config().simulation
+  if isinstance(value, dict):
+    sim[field].update(value)
+  else:
+    sim[field] = value
+  return sim
+
+
+@pytest.mark.parametrize("field", sorted(SIMULATION_CHANGES))
+def test_each_simulation_field_changes_the_slices(field):
+  subject = simulate.Subject("s", "unilateral", "left", ("CER", "BG", "COR"), ("", "MCA"), 2)
+
+  def images(sim):
+    out = simulate.simulate_subject(anatomy.load_phantom(float(sim.defect_margin_mm)), sim, subject)
+    return np.stack([out[level] for level in subject.levels])
+
+  default = images(data_config.get_config().simulation)
+  np.testing.assert_array_equal(images(data_config.get_config().simulation), default)  # deterministic
+  assert not np.allclose(images(_changed(field, SIMULATION_CHANGES[field])), default), field
+
+
+@pytest.mark.parametrize("field", sorted(PLAN_CHANGES))
+def test_each_plan_field_changes_the_subjects_drawn(field):
+  def plan(sim):
+    return [(s.pattern, s.side, s.levels, s.territory) for s in simulate.plan_subjects(sim)]
+
+  assert plan(_changed(field, PLAN_CHANGES[field])) != plan(data_config.get_config().simulation), field

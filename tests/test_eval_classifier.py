@@ -1,5 +1,7 @@
 """The condition classifier: subject-wise split, learning simulated conditions, the cache."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -61,3 +63,20 @@ def test_classifier_is_cached_per_data_set(tmp_path):
   # Other data, other key: a new classifier, the old one is not reused.
   other = classifier.reference(toy_dataset(2, seed=1), cfg, str(tmp_path), logs.append)
   assert other.key != first.key and len(list(tmp_path.iterdir())) == 2
+
+
+def test_learning_rate_sets_the_step_size():
+  data = classifier.real_labelled(toy_dataset(2))
+  start = classifier.ConditionClassifier((8, 16, 16), 32).init(
+      jax.random.PRNGKey(int(_tiny_cfg(1).seed)), jnp.zeros((1, 64, 64)))["params"]
+  moved = {}
+  for lr in (0.0, 1e-4, 1e-2):
+    cfg = _tiny_cfg(5)
+    cfg.learning_rate = lr
+    params = classifier.train(data, cfg).params
+    moved[lr] = max(float(jnp.max(jnp.abs(a - b))) for a, b in
+                    zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(start)))
+  # Adam moves each weight by about the learning rate a step: not at all at 0.
+  assert moved[0.0] == 0.0
+  assert 1e-4 < moved[1e-4] <= 5 * 1e-4 * 1.01
+  assert 1e-2 < moved[1e-2] <= 5 * 1e-2 * 1.01

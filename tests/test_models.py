@@ -162,3 +162,45 @@ def test_auto_conv_impl_picks_matmul_on_cpu_only():
   assert layers.resolve_conv_impl("auto", "cpu") == "matmul"
   assert layers.resolve_conv_impl("auto", "gpu") == "xla"
   assert layers.resolve_conv_impl("xla", "cpu") == "xla"
+
+
+def _generate(config, variables, keys_seed):
+  g, _ = models.from_config(config.model)
+  b = 3
+  z = jax.random.normal(jax.random.PRNGKey(1), (b, config.model.z_dim))
+  out, _ = g.apply(variables, z, jnp.eye(6)[:b], jax.random.split(jax.random.PRNGKey(keys_seed), b),
+                   train=True, mutable=["batch_stats"])
+  return np.asarray(out)
+
+
+def _g_variables(config):
+  g, d = models.from_config(config.model)
+  return train_state.init_variables(config, g, d, jax.random.PRNGKey(0))[0]
+
+
+def test_noise_injection_adds_per_pixel_noise_only_when_on(tiny_config_a):
+  config = tiny_config_a
+  config.model.noise_injection = True
+  variables = _g_variables(config)
+  scales = [p for path, p in jax.tree_util.tree_leaves_with_path(variables["params"])
+            if "noise" in jax.tree_util.keystr(path)]
+  assert len(scales) == 4   # two convs in each of up8 and up32
+  # The learned scale starts at 0 (FastGAN); once it is not 0 the noise keys matter.
+  loud = jax.tree_util.tree_map_with_path(
+      lambda path, p: jnp.ones_like(p) if "noise" in jax.tree_util.keystr(path) else p, variables)
+  assert not np.allclose(_generate(config, loud, 2), _generate(config, loud, 3))
+  config.model.noise_injection = False
+  variables = _g_variables(config)
+  assert not any("noise" in jax.tree_util.keystr(path)
+                 for path, _ in jax.tree_util.tree_leaves_with_path(variables["params"]))
+  np.testing.assert_array_equal(_generate(config, variables, 2), _generate(config, variables, 3))
+
+
+def test_sle_slope_is_the_excitation_gates_leaky_relu_slope(tiny_config_a):
+  config = tiny_config_a
+  variables = _g_variables(config)
+  config.model.sle_slope = 0.1
+  first = _generate(config, variables, 2)
+  np.testing.assert_array_equal(_generate(config, variables, 2), first)
+  config.model.sle_slope = 0.5
+  assert not np.allclose(_generate(config, variables, 2), first)
