@@ -2,8 +2,10 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
+import time
 
 import nibabel as nib
 import numpy as np
@@ -17,6 +19,8 @@ TINY = ["--config.model.g_channels=(16,8,8,8,8)", "--config.model.d_channels=(8,
         "--config.log.sample_every_epochs=1", "--config.log.monitor_every_epochs=0"]
 # (The diversity monitor, on by default, trains the condition classifier when a run
 # starts; tests/test_fidelity_options.py runs it. Here it would only add minutes.)
+TINY_EVAL = ["--config.evaluate.classifier.widths=(4,8,8)", "--config.evaluate.classifier.features=16",
+             "--config.evaluate.classifier.steps=20"]
 
 
 def _launch(*args, cwd=ROOT):
@@ -25,16 +29,62 @@ def _launch(*args, cwd=ROOT):
                         capture_output=True, text=True, timeout=600)
 
 
+def _readme_modes():
+  """The README's Modes commands, in order, as launch.py arguments ($C substituted)."""
+  text = open(os.path.join(ROOT, "README.md")).read()
+  block = text.split("## Modes", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+  lines = [l.split("#", 1)[0].strip() for l in block.splitlines()]
+  config = next(l for l in lines if l.startswith("C=")).partition("=")[2]
+  return config, [shlex.split(l.replace("$C", config))[2:] for l in lines if l.startswith("python launch.py")]
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def readme(tmp_path_factory):
+  """The README's Modes commands, as written, run in order from a folder with the
+  repository's configs, on a tiny schedule (2 epochs of tiny networks on a toy set) and a
+  tiny evaluation. Returns (folder, config, [(mode, completed process)])."""
   tmp = tmp_path_factory.mktemp("launch")
+  (tmp / "configs").symlink_to(os.path.join(ROOT, "configs"))
   npz = tmp / "toy.npz"
   toy_dataset().save(npz)
-  workdir = tmp / "run"
-  r = _launch("--config=configs/dataset_a.py", f"--workdir={workdir}", f"--config.data.npz={npz}",
-              "--config.num_epochs=2", *TINY)
-  assert r.returncode == 0, r.stderr
-  return workdir, npz
+  tiny = [f"--config.data.npz={npz}", "--config.num_epochs=2", *TINY, *TINY_EVAL,
+          "--config.evaluate.ms_ssim_pairs=20", "--config.evaluate.augmentation_repeats=2",
+          "--config.evaluate.augmentation_steps=20"]
+  config, commands = _readme_modes()
+  done = []
+  for args in commands:
+    mode = next((a.partition("=")[2] for a in args if a.startswith("--mode=")), "train")
+    # The schedule is 2 epochs here, not 120: the sample command's epoch follows.
+    args = ["--epoch=2" if a.startswith("--epoch=") else a for a in args]
+    r = _launch(*args, *tiny, cwd=tmp)
+    done.append((mode, r))
+    if r.returncode:
+      break
+  return tmp, config, done
+
+
+@pytest.fixture(scope="module")
+def trained(readme):
+  """The README sequence's run (runs/dataset_a_cpu, 2 epochs) and its toy data set."""
+  tmp, _, done = readme
+  assert [r.returncode for _, r in done][:2] == [0, 0], done[-1][1].stderr[-3000:]
+  return tmp / "runs" / "dataset_a_cpu", tmp / "toy.npz"
+
+
+def test_the_readme_modes_run_in_order_on_the_quickstarts_run(readme):
+  """Every mode finds the run the command before it wrote: the quickstart's workdir."""
+  tmp, _, done = readme
+  for mode, r in done:
+    assert r.returncode == 0, (mode, r.stderr[-3000:])
+  assert [mode for mode, _ in done] == ["simulate", "train", "select", "evaluate", "sample", "augment"]
+  run = tmp / "runs" / "dataset_a_cpu"   # the quickstart's workdir
+  assert (run / "dataset.npz").exists() and (run / "contact_sheet.png").exists()
+  assert sorted(os.listdir(run / "checkpoints" / "sampler")) == ["1", "2"]
+  select = [d for d in os.listdir(run / "evaluation") if d.startswith("select_")]
+  assert select == ["select_2-2_every10_seed0"]   # multiples of 10, and the last epoch
+  assert (run / "evaluation" / "epoch_0002_seed0" / "card.md").exists()
+  assert (run / "samples" / "epoch_0002_seed0" / "samples.npz").exists()
+  assert (tmp / "balanced" / "manifest.csv").exists() and (tmp / "balanced" / "card.md").exists()
 
 
 def test_train_writes_checkpoints_logs_and_grids(trained):
@@ -107,9 +157,6 @@ def test_near_copy_filter_without_the_training_data_fails_before_writing(trained
   assert not (workdir / "samples" / "epoch_0001_seed7").exists()
 
 
-TINY_EVAL = ["--config.evaluate.classifier.widths=(4,8,8)", "--config.evaluate.classifier.features=16",
-             "--config.evaluate.classifier.steps=20"]
-
 
 def test_augment_writes_a_set_whose_manifest_trains_a_new_run(trained, tmp_path):
   workdir, _ = trained
@@ -177,7 +224,7 @@ def test_missing_epoch_lists_the_epochs_that_exist(trained):
 
 def test_rerunning_a_finished_run_exits_zero_and_says_so(trained):
   workdir, npz = trained
-  r = _launch("--config=configs/dataset_a.py", f"--workdir={workdir}", f"--config.data.npz={npz}",
+  r = _launch(f"--config={_readme_modes()[0]}", f"--workdir={workdir}", f"--config.data.npz={npz}",
               "--config.num_epochs=2", *TINY)
   assert r.returncode == 0, r.stderr
   assert "finished" in r.stderr
@@ -225,3 +272,4 @@ def test_ctrl_c_stops_after_a_complete_epoch_and_the_run_resumes(tmp_path):
   r = _launch(*args[:3], "--config.num_epochs=" + str(epochs[-1] + 1), *args[4:])
   assert r.returncode == 0, r.stderr
   assert f"resuming {workdir} from epoch {epochs[-1]}" in r.stderr
+
