@@ -114,7 +114,30 @@ def main():
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
+  def forward_flops_per_image():
+    """G's and D's (real batch, with both decoders) forward FLOPs per image in
+    training mode, as the network is written (conv_impl="xla"): the README's "The
+    model" table."""
+    cfg = ml_collections.ConfigDict(config.to_dict())
+    cfg.model.conv_impl = "xla"
+    gi, di = models.from_config(cfg.model)
+    g_vars = {"params": single_state.g_params, "batch_stats": single_state.g_stats}
+    d_vars = {"params": single_state.d_params, "batch_stats": single_state.d_stats}
+    c = conditions.condition_dim(levels)
+    z, y = jnp.zeros((b, cfg.model.z_dim)), jnp.zeros((b, c))
+    g_fn = lambda: gi.apply(g_vars, z, y, jax.random.split(jax.random.PRNGKey(0), b), train=True,
+                            mutable=["batch_stats"])
+    d_fn = lambda: di.apply(d_vars, jnp.zeros((b, 64, 64, 1)), y, train=True, mutable=["batch_stats"],
+                            crop_offsets=jnp.zeros((b, 2), jnp.int32))
+    out = []
+    for fn in (g_fn, d_fn):
+      cost = jax.jit(fn).lower().compile().cost_analysis()
+      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+      out.append(float(cost.get("flops", float("nan"))) / b if cost else float("nan"))
+    return out
+
   conv_impl = layers.resolve_conv_impl(config.model.conv_impl)
+  g_flops_image, d_flops_image = forward_flops_per_image()
   flops_per_step = step_flops(conv_impl)
   model_flops_per_step = flops_per_step if conv_impl == "xla" else step_flops("xla")
 
@@ -133,6 +156,8 @@ def main():
       "compile_and_first_epoch_s": round(compile_s, 2),
       "steps_per_s_median": round(steps_s, 3), "steps_per_s_runs": [round(r, 3) for r in rates],
       "images_per_s": round(steps_s * b * args.num_seeds, 2),
+      "g_forward_gflop_per_image": round(g_flops_image / 1e9, 3),
+      "d_forward_gflop_per_image": round(d_flops_image / 1e9, 3),
       "gflop_per_step": round(flops_per_step / 1e9, 2),
       "achieved_gflop_s": round(steps_s * args.num_seeds * flops_per_step / 1e9, 1),
       "network_gflop_per_step": round(model_flops_per_step / 1e9, 2),
