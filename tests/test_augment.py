@@ -65,3 +65,20 @@ def test_normalise_puts_each_slice_peak_at_one():
   x = jnp.asarray(np.random.default_rng(0).uniform(0, 300, (4, 3, 64, 64)).astype(np.float32))
   peaks = np.asarray(augment.normalise(x).max(axis=(2, 3)))
   np.testing.assert_allclose(peaks, 1.0, rtol=1e-6)
+
+
+def test_the_configs_flip_field_turns_the_flip_on_and_off():
+  """config.augment.flip reaches the real batch D sees (step.real_batch)."""
+  from configs import dataset_a
+  from spect_fastgan_jax import input_pipeline, step
+  b = 200
+  x = _asymmetric(b)
+  batch = input_pipeline.Batch(real3=x, cond=jnp.zeros((b, 6)), flip_ok=jnp.ones(b, bool), spread=jnp.ones(b))
+  aug = dataset_a.get_config().augment
+  aug.blend, aug.max_shift = False, 0
+  flipped = {}
+  for flip in (True, False):
+    aug.flip = flip
+    out = np.asarray(step.real_batch(jax.random.PRNGKey(0), jax.random.PRNGKey(1), batch, aug, 1.0))
+    flipped[flip] = float(np.mean(out[:, 0, 0] > out[:, 0, -1]))
+  assert flipped[False] == 0.0 and 0.35 < flipped[True] < 0.65

@@ -194,3 +194,23 @@ def test_scan_and_step_loops_train_the_same_run(tiny_config_a):
 def test_a_partial_last_log_line_from_a_kill_is_dropped(tmp_path):
   (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "g": 0.5}\n{"epoch": 2, "g"')
   assert runlog.read(str(tmp_path)) == [{"epoch": 1, "g": 0.5}]
+
+
+@pytest.mark.parametrize("warmup, share", [(True, 0.9), (False, 0.001)])
+def test_ema_takes_the_share_of_the_new_weights_its_warmup_says(tiny_config_a, warmup, share):
+  """optim.ema_warmup: at step 0 the EMA decay is min(ema_decay, 1/10) with the warm-up,
+  ema_decay without, so the EMA moves 0.9 or 0.001 of the way to G's new weights."""
+  config = tiny_config_a
+  config.optim.ema_decay, config.optim.ema_warmup = 0.999, warmup
+  g, d = models.from_config(config.model)
+  state = train_state.create_train_state(config, g, d)
+  ones = lambda tree: jax.tree_util.tree_map(jnp.ones_like, tree)
+  new = step_lib.apply_updates(state, train_state.make_optimizers(config), ones(state.g_params),
+                               ones(state.d_params), state.g_stats, state.d_stats, config.optim)
+  e0, e1, p0, p1 = (np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(t)]).astype(np.float64)
+                    for t in (state.ema_params, new.ema_params, state.g_params, new.g_params))
+  np.testing.assert_array_equal(e0, p0)   # the EMA starts at G's weights
+  # The EMA's move against G's (least squares over all weights: a 0.001 share of a
+  # 1e-4 move is near float32's resolution for a single weight).
+  moved = float(np.dot(e1 - e0, p1 - p0) / np.dot(p1 - p0, p1 - p0))
+  assert moved == pytest.approx(share, rel=0.05)
