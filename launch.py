@@ -29,7 +29,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "sample", "simulate", "evaluate", "select", "augment"],
                          "What to do.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (default: runs/<config file stem>).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (default: runs/<config file stem>[_<variant>]).")
 _EPOCH = flags.DEFINE_integer("epoch", None, "Epoch to sample from, evaluate or augment with (default: the "
                                "newest; evaluate, augment: the best of the newest --mode=select, else "
                                "the newest).")

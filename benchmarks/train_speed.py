@@ -125,13 +125,14 @@ def main():
     d_vars = {"params": single_state.d_params, "batch_stats": single_state.d_stats}
     c = conditions.condition_dim(levels)
     z, y = jnp.zeros((b, cfg.model.z_dim)), jnp.zeros((b, c))
-    g_fn = lambda: gi.apply(g_vars, z, y, jax.random.split(jax.random.PRNGKey(0), b), train=True,
-                            mutable=["batch_stats"])
-    d_fn = lambda: di.apply(d_vars, jnp.zeros((b, 64, 64, 1)), y, train=True, mutable=["batch_stats"],
-                            crop_offsets=jnp.zeros((b, 2), jnp.int32))
+    keys = jax.random.split(jax.random.PRNGKey(0), b)
+    x, offsets = jnp.zeros((b, 64, 64, 1)), jnp.zeros((b, 2), jnp.int32)
+    # Inputs as arguments, not closed over: XLA would fold constant inputs away.
+    g_fn = lambda v, z, y, k: gi.apply(v, z, y, k, train=True, mutable=["batch_stats"])
+    d_fn = lambda v, x, y, o: di.apply(v, x, y, train=True, mutable=["batch_stats"], crop_offsets=o)
     out = []
-    for fn in (g_fn, d_fn):
-      cost = jax.jit(fn).lower().compile().cost_analysis()
+    for fn, fn_args in ((g_fn, (g_vars, z, y, keys)), (d_fn, (d_vars, x, y, offsets))):
+      cost = jax.jit(fn).lower(*fn_args).compile().cost_analysis()
       cost = cost[0] if isinstance(cost, (list, tuple)) else cost
       out.append(float(cost.get("flops", float("nan"))) / b if cost else float("nan"))
     return out

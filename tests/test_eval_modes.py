@@ -64,6 +64,7 @@ def test_select_scores_epochs_and_names_the_best(run):
   assert not any("training the condition classifier" in m for m in logs)
   top = max(r["accuracy"] for r in rerun["rows"])
   assert next(r for r in rerun["rows"] if r["epoch"] == rerun["best_epoch"])["accuracy"] == top
+  assert f"(best {top:.3f} - 0.0)" in rerun["reason"]
   assert "no epoch reached diversity ratio 50.0" in rerun["reason"]
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -11,7 +12,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from configs import dataset_a
 from conftest import ROOT, toy_dataset
+from spect_fastgan_jax import modes as modes_lib
 
 TINY = ["--config.model.g_channels=(16,8,8,8,8)", "--config.model.d_channels=(8,8,8,8)",
         "--config.model.d_out_channels=8", "--config.model.dec_channels=(8,8,8)",
@@ -30,19 +33,26 @@ def _launch(*args, cwd=ROOT):
 
 
 def _readme_modes():
-  """The README's Modes commands, in order, as launch.py arguments ($C substituted)."""
+  """The README's Modes commands, in order, as launch.py arguments ($C substituted):
+  (the config they name, [arguments of each command])."""
   text = open(os.path.join(ROOT, "README.md")).read()
-  block = text.split("## Modes", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
-  lines = [l.split("#", 1)[0].strip() for l in block.splitlines()]
-  config = next(l for l in lines if l.startswith("C=")).partition("=")[2]
-  return config, [shlex.split(l.replace("$C", config))[2:] for l in lines if l.startswith("python launch.py")]
+  section = re.search(r"^## Modes$(.*?)^## ", text, re.M | re.S).group(1)
+  block = re.search(r"^```bash$(.*?)^```$", section, re.M | re.S).group(1)
+  commands = [shlex.split(l, comments=True) for l in block.splitlines()]
+  config = next(c[0] for c in commands if c and c[0].startswith("C=")).partition("=")[2]
+  return config, [[a.replace("$C", config) for a in c[2:]] for c in commands if c[:2] == ["python", "launch.py"]]
+
+
+def _arg(args, flag, default=None):
+  return next((a.partition("=")[2] for a in args if a.startswith(f"--{flag}=")), default)
 
 
 @pytest.fixture(scope="module")
 def readme(tmp_path_factory):
   """The README's Modes commands, as written, run in order from a folder with the
-  repository's configs, on a tiny schedule (2 epochs of tiny networks on a toy set) and a
-  tiny evaluation. Returns (folder, config, [(mode, completed process)])."""
+  repository's configs, on a tiny schedule (2 epochs of tiny networks) and a tiny
+  evaluation. The data source is a toy npz (so --mode=simulate writes that set, not a
+  simulated one). Returns (folder, config, commands, [(mode, completed process)])."""
   tmp = tmp_path_factory.mktemp("launch")
   (tmp / "configs").symlink_to(os.path.join(ROOT, "configs"))
   npz = tmp / "toy.npz"
@@ -53,38 +63,44 @@ def readme(tmp_path_factory):
   config, commands = _readme_modes()
   done = []
   for args in commands:
-    mode = next((a.partition("=")[2] for a in args if a.startswith("--mode=")), "train")
-    # The schedule is 2 epochs here, not 120: the sample command's epoch follows.
+    # The schedule is 2 epochs here: the sample command's epoch becomes the last one.
     args = ["--epoch=2" if a.startswith("--epoch=") else a for a in args]
     r = _launch(*args, *tiny, cwd=tmp)
-    done.append((mode, r))
+    done.append((_arg(args, "mode", "train"), r))
     if r.returncode:
       break
-  return tmp, config, done
+  return tmp, config, commands, done
 
 
 @pytest.fixture(scope="module")
 def trained(readme):
-  """The README sequence's run (runs/dataset_a_cpu, 2 epochs) and its toy data set."""
-  tmp, _, done = readme
-  assert [r.returncode for _, r in done][:2] == [0, 0], done[-1][1].stderr[-3000:]
+  """The README sequence's run (the quickstart's runs/dataset_a_cpu, 2 epochs) and its
+  toy data set."""
+  tmp, _, _, done = readme
+  train_run = dict(done).get("train")
+  assert train_run is not None and train_run.returncode == 0, done[-1][1].stderr[-3000:]
   return tmp / "runs" / "dataset_a_cpu", tmp / "toy.npz"
 
 
 def test_the_readme_modes_run_in_order_on_the_quickstarts_run(readme):
   """Every mode finds the run the command before it wrote: the quickstart's workdir."""
-  tmp, _, done = readme
+  tmp, config, commands, done = readme
   for mode, r in done:
     assert r.returncode == 0, (mode, r.stderr[-3000:])
   assert [mode for mode, _ in done] == ["simulate", "train", "select", "evaluate", "sample", "augment"]
-  run = tmp / "runs" / "dataset_a_cpu"   # the quickstart's workdir
+  run = tmp / "runs" / "dataset_a_cpu"   # where the README says the quickstart's run lands
+  assert modes_lib.default_workdir(config) == os.path.join("runs", "dataset_a_cpu")
+  # The epoch the README samples exists in a run of the config's own schedule.
+  epoch = int(_arg(next(c for c in commands if _arg(c, "mode") == "sample"), "epoch"))
+  assert 1 <= epoch <= dataset_a.get_config(config.partition(":")[2]).num_epochs
   assert (run / "dataset.npz").exists() and (run / "contact_sheet.png").exists()
   assert sorted(os.listdir(run / "checkpoints" / "sampler")) == ["1", "2"]
   select = [d for d in os.listdir(run / "evaluation") if d.startswith("select_")]
   assert select == ["select_2-2_every10_seed0"]   # multiples of 10, and the last epoch
   assert (run / "evaluation" / "epoch_0002_seed0" / "card.md").exists()
   assert (run / "samples" / "epoch_0002_seed0" / "samples.npz").exists()
-  assert (tmp / "balanced" / "manifest.csv").exists() and (tmp / "balanced" / "card.md").exists()
+  out = tmp / _arg(commands[-1], "out")
+  assert (out / "manifest.csv").exists() and (out / "card.md").exists()
 
 
 def test_train_writes_checkpoints_logs_and_grids(trained):

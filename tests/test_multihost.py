@@ -220,8 +220,6 @@ def test_two_processes_train_the_run_of_one_and_resume_after_both_are_killed(tmp
     one = sum(_stored_bytes(p) for p in (single / "checkpoints" / kind / str(epochs)).glob("*/ocdbt.process_*"))
     assert len(shares) == 2 and min(shares) > 0, (kind, shares)  # both processes wrote
     assert 0 < sum(shares) < 1.3 * one, (kind, shares, one)
-  print(f"two processes against one, as a share of one epoch's move: first epoch {first:.4f}, "
-        f"resumed epoch {diff:.4f} (tolerance {TOLERANCE})")
   assert first < TOLERANCE, first
   assert diff < TOLERANCE, diff
   # The yardstick is real: one epoch moves the weights far beyond float32 rounding.

@@ -11,7 +11,6 @@ from spect_fastgan_jax import checkpoints, models, runlog, train
 from spect_fastgan_jax import step as step_lib
 from spect_fastgan_jax import errors
 from spect_fastgan_jax import input_pipeline
-from spect_fastgan_jax import sample
 from spect_fastgan_jax import train_state
 
 _quiet = lambda msg: None

@@ -36,7 +36,7 @@ from spect_fastgan_jax.errors import CheckpointError  # noqa: E402
 def load_config(spec: str):
   path, _, variant = spec.partition(":")
   module = {}
-  exec(open(path).read(), module)
+  exec(open(os.path.join(ROOT, path)).read(), module)
   return default.with_variant(module["get_config"](), variant)
 
 
@@ -71,6 +71,8 @@ def main():
         path = os.path.join(checkpoints.checkpoint_dir(case, "sampler"), "1", name)
         if damage == "deleted":
           os.remove(path)
+        elif os.path.getsize(path) < 2:
+          continue  # half of 0 or 1 byte is the file as it was: no case
         else:
           with open(path, "r+b") as f:
             f.truncate(os.path.getsize(path) // 2)
@@ -80,11 +82,15 @@ def main():
           outcome = "named" if "epoch 1" in str(e) else "other"
         except Exception as e:  # noqa: BLE001  (sorted, not hidden: printed below)
           outcome = f"other ({type(e).__name__})"
-        if not same(checkpoints.restore_sampler(case, 2, like), intact[2]):
+        try:
+          other_intact = same(checkpoints.restore_sampler(case, 2, like), intact[2])
+        except Exception:  # noqa: BLE001  (counted below)
+          other_intact = False
+        if not other_intact:
           outcome += ", EPOCH 2 HARMED"
-        counts[outcome.split(" (")[0]] += 1
+        counts[outcome.split(" (")[0] + (", epoch 2 harmed" if not other_intact else "")] += 1
         print(f"{damage:9s} {name}: {outcome}")
-    print(f"{len(files)} files, {2 * len(files)} cases: " +
+    print(f"{len(files)} files, {sum(counts.values())} cases: " +
           ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 

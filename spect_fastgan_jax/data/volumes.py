@@ -169,7 +169,7 @@ def read_nifti(path: str, series: str = "") -> Volume:
 
 def read_volume(path: str, series: str = "") -> Volume:
   """Reads a NIfTI file, a DICOM multi-frame file or a folder of DICOM slices (of
-  the DICOM series `series` when the folder holds several: pick_series)."""
+  the DICOM series `series` when the folder holds several: dicom.pick_series)."""
   if not os.path.exists(path):
     raise DataError(f"{path}: {missing_reason(path, 'no such file or folder')}")
   with _out_of_memory(path, "the volume"):
