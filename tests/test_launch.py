@@ -264,6 +264,7 @@ def test_an_unknown_config_variant_is_one_line(tmp_path, config):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_after_a_complete_epoch_and_the_run_resumes(tmp_path):
   import signal
   import time

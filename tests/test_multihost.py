@@ -13,6 +13,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 import tensorstore as ts
 
 from conftest import ROOT, toy_dataset
@@ -120,6 +121,7 @@ def _diff_per_epoch_of_training(a, b, before, after) -> float:
              for x, y, p, q in zip(*leaves))
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_run_of_one_and_resume_after_both_are_killed(tmp_path):
   t0 = time.time()
   npz = tmp_path / "toy.npz"
@@ -277,6 +279,7 @@ def test_a_peer_that_never_joins_times_out_with_an_error(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_batch_that_does_not_split_over_all_processes_is_refused_before_any_work(tmp_path):
   # The two processes find each other as a SLURM job's tasks do (JAX reads SLURM_*).
   npz = tmp_path / "toy.npz"
