@@ -58,6 +58,14 @@ def sampling_rate(g, state, config, cond_dim, batch, repeats):
   return statistics.median(rates)
 
 
+def xla_flops(lowered) -> float:
+  """FLOPs of a lowered jitted function by XLA's cost analysis of its compiled form
+  (2 per multiply-add); NaN where the backend gives none."""
+  cost = lowered.compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("--config", default="configs/dataset_a.py")
@@ -109,10 +117,8 @@ def main():
     gi, di = models.from_config(cfg.model)
     idx = jnp.arange(b)
     step = step_lib.make_train_step(cfg, gi, di)
-    cost = jax.jit(step).lower(single_state, input_pipeline.gather(data, idx),
-                               jax.random.PRNGKey(0)).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+    return xla_flops(jax.jit(step).lower(single_state, input_pipeline.gather(data, idx),
+                                         jax.random.PRNGKey(0)))
 
   def forward_flops_per_image():
     """G's and D's (real batch, with both decoders) forward FLOPs per image in
@@ -130,12 +136,8 @@ def main():
     # Inputs as arguments, not closed over: XLA would fold constant inputs away.
     g_fn = lambda v, z, y, k: gi.apply(v, z, y, k, train=True, mutable=["batch_stats"])
     d_fn = lambda v, x, y, o: di.apply(v, x, y, train=True, mutable=["batch_stats"], crop_offsets=o)
-    out = []
-    for fn, fn_args in ((g_fn, (g_vars, z, y, keys)), (d_fn, (d_vars, x, y, offsets))):
-      cost = jax.jit(fn).lower(*fn_args).compile().cost_analysis()
-      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-      out.append(float(cost.get("flops", float("nan"))) / b if cost else float("nan"))
-    return out
+    return (xla_flops(jax.jit(g_fn).lower(g_vars, z, y, keys)) / b,
+            xla_flops(jax.jit(d_fn).lower(d_vars, x, y, offsets)) / b)
 
   conv_impl = layers.resolve_conv_impl(config.model.conv_impl)
   g_flops_image, d_flops_image = forward_flops_per_image()

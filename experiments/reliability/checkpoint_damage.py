@@ -27,17 +27,10 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from configs import default  # noqa: E402
+from benchmarks.common import load_config  # noqa: E402
 from conftest import save_random_sampler_checkpoints  # noqa: E402  (what training writes, untrained)
 from spect_fastgan_jax import checkpoints, conditions, models  # noqa: E402
 from spect_fastgan_jax.errors import CheckpointError  # noqa: E402
-
-
-def load_config(spec: str):
-  path, _, variant = spec.partition(":")
-  module = {}
-  exec(open(os.path.join(ROOT, path)).read(), module)
-  return default.with_variant(module["get_config"](), variant)
 
 
 def same(a, b) -> bool:
@@ -76,20 +69,21 @@ def main():
         else:
           with open(path, "r+b") as f:
             f.truncate(os.path.getsize(path) // 2)
+        detail = ""
         try:
           outcome = "same" if same(checkpoints.restore_sampler(case, 1, like), intact[1]) else "different"
         except CheckpointError as e:
           outcome = "named" if "epoch 1" in str(e) else "other"
         except Exception as e:  # noqa: BLE001  (sorted, not hidden: printed below)
-          outcome = f"other ({type(e).__name__})"
+          outcome, detail = "other", f" ({type(e).__name__})"
         try:
           other_intact = same(checkpoints.restore_sampler(case, 2, like), intact[2])
         except Exception:  # noqa: BLE001  (counted below)
           other_intact = False
         if not other_intact:
           outcome += ", EPOCH 2 HARMED"
-        counts[outcome.split(" (")[0] + (", epoch 2 harmed" if not other_intact else "")] += 1
-        print(f"{damage:9s} {name}: {outcome}")
+        counts[outcome] += 1
+        print(f"{damage:9s} {name}: {outcome}{detail}")
     print(f"{len(files)} files, {sum(counts.values())} cases: " +
           ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
