@@ -102,6 +102,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.blend_prob = 1.0
   config.augment.max_shift = 2        # anterior-posterior shift in [-max_shift, max_shift] px, zero fill
   config.augment.flip = True          # left-right flip, p = 0.5, normal and bilateral only
+  # With augment.flip, flip unilateral slices too (the label stays "unilateral"; the
+  # defect moves to the other side): every defect is learnt on both sides, symmetric
+  # sampling flips unilateral images too, and the memorisation audit compares mirror
+  # images. Needs data.condition_side=False and training sides that are even (binomial
+  # P >= 0.05). Paper: False.
+  config.augment.flip_unilateral = False
   # Divide each blended slice by its own maximum again, so every real slice D sees
   # peaks at 1 as the evaluation's max-normalised slices do (augment.py). Paper: False.
   config.augment.renormalise = False
@@ -135,7 +141,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Flip each normal and bilateral image left/right on a coin of its own (seed, index),
   # the symmetry training gives those patterns (augment.flip): the generator's residual
   # sub-percent left/right tilt otherwise fails the paper's LR test (docs/fidelity.md).
-  # Unilateral images are never flipped. Paper: False (it sampled G as is).
+  # Unilateral images flip only where training flips them (augment.flip_unilateral).
+  # Paper: False (it sampled G as is).
   config.sample.symmetric_flip = False
 
   # --- Evaluation and epoch selection (--mode=evaluate, --mode=select); each field is

@@ -69,7 +69,8 @@ class Sampler:
         smaller one is faster for a few images at a time. None: the run's
         sample.batch_size (256), the one --mode=sample uses by default; images are
         bit-identical to --mode=sample's only at the batch size it ran with (info.json).
-      symmetric_flip: flip normal and bilateral images left/right at random, as training
+      symmetric_flip: flip normal and bilateral images (unilateral too where the run
+        was trained with augment.flip_unilateral) left/right at random, as training
         flips their real slices (sample.symmetric_flip, docs/fidelity.md). None: the
         run's config.json (False for runs saved before the field existed).
 

@@ -5,7 +5,11 @@
 2. Anterior-posterior shift by t pixels, t integer in [-max_shift, max_shift],
    zero fill. Rows run anterior -> posterior, so this is a shift along rows.
 3. Left-right flip with p = 0.5, only where `flip_ok` (normal and bilateral
-   slices): flipping a unilateral slice would move its defect to the other side.
+   slices): flipping a unilateral slice moves its defect to the other side. With
+   `flip_unilateral` (not in the paper; needs a condition without a side) unilateral
+   slices flip too: the label stays "unilateral", every defect is learnt on both
+   sides, and the generator's target has left and right defects equally often
+   (`check_side_share` refuses data whose own sides are uneven).
 
 With `blend_prob` < 1 (not in the paper) only that share of the slices is blended.
 A blend averages the count noise of two slices, so a generator trained on blends
@@ -24,9 +28,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from spect_fastgan_jax.data.stats import normalise
-from spect_fastgan_jax.errors import check_field, is_number, is_whole
+from spect_fastgan_jax.errors import DataError, check_field, is_number, is_whole
 
 Array = jax.Array
 
@@ -35,6 +40,8 @@ def check_config(augment_config) -> None:
   """Raises ConfigError naming the first bad field of `config.augment`."""
   for f in ("blend", "flip", "renormalise"):
     check_field(isinstance(augment_config[f], bool), f"augment.{f}", augment_config[f], "must be True or False")
+  v = augment_config.get("flip_unilateral", False)
+  check_field(isinstance(v, bool), "augment.flip_unilateral", v, "must be True or False")
   for f in ("max_shift", "diff_shift"):
     v = augment_config[f]
     check_field(is_whole(v) and 0 <= v < 32, f"augment.{f}", v, "must be a whole number in 0..31")
@@ -44,6 +51,35 @@ def check_config(augment_config) -> None:
   for f in ("diff_cutout", "diff_intensity"):
     v = augment_config[f]
     check_field(is_number(v) and 0 <= v < 1, f"augment.{f}", v, "must be a number in [0, 1)")
+
+
+def flips_unilateral(augment_config) -> bool:
+  """A run's augment.flip_unilateral (with augment.flip); False where its config predates
+  the field."""
+  return bool(augment_config.flip) and bool(augment_config.get("flip_unilateral", False))
+
+
+# The left share of the training set's unilateral defects must be even at this binomial
+# P (two-sided, against 0.5) for augment.flip_unilateral.
+SIDE_SHARE_MIN_P = 0.05
+
+
+def check_side_share(side: np.ndarray, pattern: np.ndarray, source: str = "the training data") -> None:
+  """Raises DataError when the unilateral slices' sides (labels 'left'/'right'; others
+  unknown and not counted) are uneven (binomial P < SIDE_SHARE_MIN_P against 0.5):
+  augment.flip_unilateral would train an even split that the data does not have."""
+  from scipy import stats as sp_stats
+  uni = np.asarray(pattern) == "unilateral"
+  left = int(np.sum(uni & (np.asarray(side) == "left")))
+  right = int(np.sum(uni & (np.asarray(side) == "right")))
+  if left + right == 0:
+    return
+  p = float(sp_stats.binomtest(left, left + right, 0.5).pvalue)
+  if p < SIDE_SHARE_MIN_P:
+    raise DataError(f"{source}: {left} of its {left + right} unilateral slices with a side are on "
+                    f"the left ({left / (left + right):.0%}, binomial P {p:.3g} against an even "
+                    "split), and config augment.flip_unilateral=True would teach the generator "
+                    "an even split; set --config.augment.flip_unilateral=False for this data")
 
 
 def shift_rows(images: Array, shifts: Array) -> Array:

@@ -28,7 +28,9 @@ SIDED_PATTERNS = ("normal", "unilateral-left", "unilateral-right", "bilateral")
 # Patterns whose label a left/right flip keeps: the training augmentation flips them
 # (docs/model.md, "Augmentation", step 3), as do symmetric sampling (config
 # sample.symmetric_flip) and the memorisation audit's reference.
-# A unilateral defect would move to the other side of its label's data.
+# A unilateral slice keeps its label too where the condition has no side, but its
+# defect moves to the other side: it is flipped only with config augment.flip_unilateral
+# (`flip_patterns`).
 FLIP_SYMMETRIC = ("normal", "bilateral")
 
 # Table 1 of the paper: slices per (level, pattern) in the training set.
@@ -141,13 +143,19 @@ def sided_patterns(pattern: np.ndarray, side: Sequence[str] | None) -> np.ndarra
   return np.where(uni, np.char.add("unilateral-", side), pattern)
 
 
-def flip_symmetric(cond, condition_side: bool = False):
+def flip_patterns(flip_unilateral: bool = False) -> tuple[str, ...]:
+  """The patterns a run flips left/right (training, symmetric sampling, the memorisation
+  audit): FLIP_SYMMETRIC, and unilateral with config augment.flip_unilateral."""
+  return FLIP_SYMMETRIC + (("unilateral",) if flip_unilateral else ())
+
+
+def flip_symmetric(cond, condition_side: bool = False, flip_unilateral: bool = False):
   """[N] bool from condition vectors [N, C] (numpy or JAX): True where the pattern is
-  one of FLIP_SYMMETRIC. The pattern block is the last columns of every encoding
-  (`encode`)."""
+  one of `flip_patterns(flip_unilateral)`. The pattern block is the last columns of
+  every encoding (`encode`); a side-conditioned encoding never flips a unilateral."""
   names = pattern_block(condition_side)
   block = cond[:, cond.shape[1] - len(names):]
-  return sum(block[:, names.index(p)] for p in FLIP_SYMMETRIC) > 0.5
+  return sum(block[:, names.index(p)] for p in flip_patterns(flip_unilateral) if p in names) > 0.5
 
 
 def slot_sides(pattern: Sequence[str], side: str | None = None) -> np.ndarray:

@@ -54,18 +54,19 @@ def check_config(data_config) -> None:
 
 
 def device_data(ds: SliceDataset, levels, condition_balance: float = 0.0,
-                condition_side: bool = False) -> DeviceData:
+                condition_side: bool = False, flip_unilateral: bool = False) -> DeviceData:
   """The data set `ds`, max-normalised and encoded for a run on `levels` (with the
   defect's side where `condition_side`), as arrays; with `condition_balance` > 0 also
   the draw probability of each slice. A side-conditioned run balances the conditions
-  of its condition vector: unilateral left and right count as two."""
+  of its condition vector: unilateral left and right count as two. `flip_ok` marks
+  the patterns the augmentation may flip (unilateral too with `flip_unilateral`)."""
   slices = normalise(jnp.asarray(ds.slices))
   try:
     cond = jnp.asarray(conditions.encode(levels, ds.level, ds.pattern, ds.side, condition_side))
   except ConditionError as e:
     raise DataError(f"the training data cannot train a side-conditioned run: {e}") from e
   pattern = conditions.sided_patterns(ds.pattern, ds.side) if condition_side else ds.pattern
-  flip_ok = jnp.asarray(np.isin(ds.pattern, conditions.FLIP_SYMMETRIC))
+  flip_ok = jnp.asarray(np.isin(ds.pattern, conditions.flip_patterns(flip_unilateral)))
   spread = condition_spread(np.asarray(slices[:, 1]), ds.level, pattern)
   weight = (jnp.asarray(condition_weights(ds.level, pattern, condition_balance))
             if condition_balance > 0 else None)

@@ -7,7 +7,8 @@ change its last bit (XLA may round a program compiled for another batch size
 differently), so sampling always runs whole batches of `sample.batch_size`, and
 info.json records it.
 
-With `sample.symmetric_flip` a normal or bilateral image is flipped left/right where a
+With `sample.symmetric_flip` a normal or bilateral image (and a unilateral one where
+the run flips those in training, augment.flip_unilateral) is flipped left/right where a
 coin of its own (from the same (seed, index)) says so: training flips those patterns'
 real slices with p = 0.5, so the distribution the generator learns is left/right
 symmetric, and the flip makes a sample exactly so instead of keeping the generator's
@@ -58,11 +59,13 @@ def symmetric_flip(config) -> bool:
 
 
 def generate_fn_of(g: models.Generator, config) -> Callable:
-  """make_generate_fn for a run's config: its z size, its `sample.symmetric_flip` and
-  its condition encoding (data.condition_side)."""
+  """make_generate_fn for a run's config: its z size, its `sample.symmetric_flip` (over
+  the patterns its training flips, augment.flip_unilateral) and its condition encoding
+  (data.condition_side)."""
   check_config(config.sample)
   return make_generate_fn(g, int(config.model.z_dim), symmetric_flip(config),
-                          conditions.side_conditioned(config.data))
+                          conditions.side_conditioned(config.data),
+                          augment.flips_unilateral(config.augment))
 
 
 # ----------------------------------------------------------------------------
@@ -80,10 +83,11 @@ _FLIP_STREAM = 0x464C4950
 
 
 def make_generate_fn(g: models.Generator, z_dim: int, symmetric_flip: bool = False,
-                     condition_side: bool = False) -> Callable:
+                     condition_side: bool = False, flip_unilateral: bool = False) -> Callable:
   """Jitted (g_vars, cond [B, C], seed, index [B]) -> images [B, 64, 64] in [0, 1];
-  `symmetric_flip`: the module docstring's random flip of normal and bilateral images
-  (`condition_side`: the condition vectors split unilateral by side)."""
+  `symmetric_flip`: the module docstring's random flip of normal and bilateral images,
+  and of unilateral ones with `flip_unilateral` (`condition_side`: the condition vectors
+  split unilateral by side)."""
 
   @jax.jit
   def generate(g_vars, cond, seed, index):
@@ -92,7 +96,7 @@ def make_generate_fn(g: models.Generator, z_dim: int, symmetric_flip: bool = Fal
     out = augment.from_model_range(g.apply(g_vars, z, cond, noise_keys, train=False), g.output_peak)
     if symmetric_flip:
       coin = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, _FLIP_STREAM)))(z_keys)
-      flip = coin & conditions.flip_symmetric(cond, condition_side)
+      flip = coin & conditions.flip_symmetric(cond, condition_side, flip_unilateral)
       out = jnp.where(flip[:, None, None], out[:, :, ::-1], out)
     return out
 

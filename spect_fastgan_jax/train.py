@@ -64,6 +64,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   input_pipeline.check_config(config.data)
   models.from_config(config.model)
   augment_lib.check_config(config.augment)
+  check_field(not (augment_lib.flips_unilateral(config.augment)
+                   and conditions.side_conditioned(config.data)),
+              "augment.flip_unilateral", True, "must be False in a side-conditioned run "
+              "(data.condition_side=True): a flip would move a unilateral defect to the side "
+              "its condition does not ask for")
   losses.check_config(config.loss)
   runlog.check_config(config.log)
   checkpoints.check_config(config.checkpoint)
@@ -193,10 +198,14 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     raise ConfigError(f"config field batch_size ({config.batch_size}) is larger than the data set "
                       f"({len(dataset)} slices)")
   # Before any folder is made: data that cannot be encoded (a unilateral slice without
-  # a side for a side-conditioned run) is refused with nothing written.
+  # a side for a side-conditioned run), or whose uneven sides a unilateral flip would
+  # even out, is refused with nothing written.
+  flip_unilateral = augment_lib.flips_unilateral(config.augment)
+  if flip_unilateral:
+    augment_lib.check_side_share(dataset.side, dataset.pattern)
   data = sharding.replicate(
       input_pipeline.device_data(dataset, levels, float(config.data.condition_balance),
-                                 conditions.side_conditioned(config.data)), mesh)
+                                 conditions.side_conditioned(config.data), flip_unilateral), mesh)
   for _, w in runs:
     # Creates w and proves it writable before the compile: an unwritable or full
     # workdir stops here with one line and nothing written.

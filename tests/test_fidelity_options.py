@@ -13,6 +13,7 @@ import pytest
 from configs import data as data_config
 from configs import dataset_a, dataset_b
 from conftest import make_tiny, toy_dataset
+from test_side_condition import sided_toy
 from spect_fastgan_jax import augment, conditions, losses, models, modes, runlog, train
 from spect_fastgan_jax import step as step_lib
 from spect_fastgan_jax.evaluation import monitor as monitor_lib
@@ -341,8 +342,9 @@ def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tm
   config.loss.condition_aux = 0.5
   config.optim.lr_decay_epochs = 2
   config.loss.mode_seeking_pairs = 1
+  config.augment.flip_unilateral = True   # needs even sides: half the toy's defects mirrored left
   said = []
-  train.train(config, str(tmp_path), toy_dataset(3), log=said.append)
+  train.train(config, str(tmp_path), sided_toy(3), log=said.append)
   records = runlog.read(str(tmp_path))
   assert [r["epoch"] for r in records] == [1, 2]
   for r in records:

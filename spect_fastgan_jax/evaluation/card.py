@@ -49,7 +49,7 @@ _RECIPE_FIELDS = (
     "data.holdout_fraction", "model.g_channels", "model.d_channels", "model.z_dim", "model.g_cond",
     "model.d_cond", "optim.lr_g", "optim.lr_d", "optim.b1", "optim.ema_decay",
     "loss.mode_seeking", "loss.condition_aux", "augment.blend_prob", "augment.max_shift",
-    "augment.diff_shift", "sample.symmetric_flip")
+    "augment.flip_unilateral", "augment.diff_shift", "sample.symmetric_flip")
 
 
 def find_report(workdir: str, epoch: int) -> str | None:

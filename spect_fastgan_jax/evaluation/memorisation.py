@@ -16,8 +16,8 @@ Two distances, both computed the same way for generated and real queries:
   real slices smoothed by 0.5 px score C_T -6 unsmoothed, -0.8 smoothed;
   experiments/fidelity/memorisation_smoothing.py), minimised over the
   anterior-posterior shifts the run's augmentation applies (augment.max_shift) and,
-  for normal and bilateral slices when the run flips them (augment.flip), over a
-  left-right flip;
+  for normal and bilateral slices when the run flips them (augment.flip), and for
+  unilateral ones too with augment.flip_unilateral, over a left-right flip;
 - feature: Euclidean distance between the condition classifier's features.
 
 Training slices are the centre slices and the slices above and below them (G
@@ -40,6 +40,7 @@ import numpy as np
 from scipy import ndimage
 from scipy import stats as sp_stats
 
+from spect_fastgan_jax import augment as augment_lib
 from spect_fastgan_jax import conditions
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.evaluation import metrics
@@ -91,9 +92,10 @@ def for_pixels(images: np.ndarray, smooth_px: float) -> np.ndarray:
   return x.astype(np.float32)
 
 
-def shifts_and_flips(max_shift: int, flip: bool, pattern: str) -> list[tuple[int, bool]]:
+def shifts_and_flips(max_shift: int, flip: bool, pattern: str,
+                     flip_unilateral: bool = False) -> list[tuple[int, bool]]:
   """The variants of a query the distance is minimised over, for one pattern."""
-  flips = (False, True) if flip and pattern in conditions.FLIP_SYMMETRIC else (False,)
+  flips = (False, True) if flip and pattern in conditions.flip_patterns(flip_unilateral) else (False,)
   return [(t, f) for t in range(-max_shift, max_shift + 1) for f in flips]
 
 
@@ -183,6 +185,7 @@ class NewPatientReference:
   train_features: np.ndarray | None
   # Who stands in for new patients: "leave-one-subject-out" or "held-out subjects the run never saw".
   new_patients: str = "leave-one-subject-out"
+  flip_unilateral: bool = False   # unilateral queries are flipped too (augment.flip_unilateral)
 
   def threshold(self, level: str, pattern: str, space: str = "pixel") -> float:
     """Distances below this are near-copies: the `quantile` of the new-patient distances."""
@@ -195,7 +198,7 @@ class NewPatientReference:
     returns (Nearest with indices into self.train, the candidates' indices)."""
     cand = np.flatnonzero(self.train.mask(level, pattern))
     got = nearest_pixel(for_pixels(images, self.smooth_px), self.train_px[cand],
-                        shifts_and_flips(self.max_shift, self.flip, pattern))
+                        shifts_and_flips(self.max_shift, self.flip, pattern, self.flip_unilateral))
     return got, cand
 
 
@@ -217,20 +220,21 @@ class NewPatientReference:
     return {"rule": f"RMS pixel distance to the nearest training slice of the same condition "
                     f"(max-normalised, smoothed by a Gaussian of {self.smooth_px:g} px; shifts "
                     f"+/-{self.max_shift} rows"
-                    + (", left-right flip for normal and bilateral" if self.flip else "")
+                    + ((", left-right flip for normal, bilateral and unilateral" if self.flip_unilateral
+                        else ", left-right flip for normal and bilateral") if self.flip else "")
                     + f") below the {self.quantile:g} quantile of the same distance for real "
                     + ("subjects against the other subjects (leave-one-subject-out)"
                        if self.new_patients == "leave-one-subject-out" else
                        "subjects the run never trained on (its held-out subjects)"),
             "new_patients": self.new_patients,
             "quantile": self.quantile, "smooth_px": self.smooth_px, "max_shift": self.max_shift,
-            "flip": self.flip,
+            "flip": self.flip, "flip_unilateral": self.flip_unilateral,
             "training_slices": int(len(self.train.images)),
             "thresholds": {f"{l}/{p}": self.threshold(l, p) for l, p in self.pixel}}
 
 
 def new_patient_reference(ds: SliceDataset, *, max_shift: int, flip: bool, quantile: float = 0.01,
-                          smooth_px: float = 1.0,
+                          smooth_px: float = 1.0, flip_unilateral: bool = False,
                           features: Callable[[np.ndarray], np.ndarray] | None = None,
                           new_patients: SliceDataset | None = None,
                           log: Callable[[str], None] = lambda m: None) -> NewPatientReference:
@@ -256,14 +260,15 @@ def new_patient_reference(ds: SliceDataset, *, max_shift: int, flip: bool, quant
     # A subject's own slices are never its nearest "other patient" (none are, for held-out subjects).
     own = queries.subject[q][:, None] == train.subject[cand][None, :]
     pixel[(level, pattern)] = nearest_pixel(real[q], train_px[cand],
-                                            shifts_and_flips(max_shift, flip, pattern), own).distance
+                                            shifts_and_flips(max_shift, flip, pattern, flip_unilateral),
+                                            own).distance
     if features is not None:
       feature[(level, pattern)] = nearest_feature(real_f[q], train_f[cand], own).distance
   how = "leave-one-subject-out" if new_patients is None else "held-out subjects the run never saw"
   log(f"memorisation reference: {len(queries)} real slices against {len(train.images)} training slices "
       f"({how}), shifts +/-{max_shift}, flip {'on' if flip else 'off'}")
   return NewPatientReference(train, train_px, float(smooth_px), int(max_shift), bool(flip), float(quantile),
-                             pixel, feature, train_f, how)
+                             pixel, feature, train_f, how, bool(flip and flip_unilateral))
 
 
 def near_copy_reference(ds: SliceDataset, augment_config, memorisation_config,
@@ -273,7 +278,7 @@ def near_copy_reference(ds: SliceDataset, augment_config, memorisation_config,
   and the filter's quantile and smoothing (`memorisation_config`, evaluate.memorisation)."""
   return new_patient_reference(
       ds, max_shift=int(augment_config.max_shift), flip=bool(augment_config.flip),
-      quantile=float(memorisation_config.near_copy_quantile),
+      flip_unilateral=augment_lib.flips_unilateral(augment_config), quantile=float(memorisation_config.near_copy_quantile),
       smooth_px=float(memorisation_config.smooth_px), log=log)
 
 

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from spect_fastgan_jax import augment as augment_lib
 from spect_fastgan_jax import conditions, outputs, provenance, sample
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.data.dataset import DataError, SliceDataset
@@ -179,10 +180,12 @@ def _memorisation(ds: SliceDataset, ref: classifier.Reference, run: RunSpec, fak
   reused across runs."""
   t0 = time.time()
   aug = run.config.augment
-  setting = (int(aug.max_shift), bool(aug.flip), float(mcfg.near_copy_quantile), float(mcfg.smooth_px))
+  setting = (int(aug.max_shift), bool(aug.flip), float(mcfg.near_copy_quantile), float(mcfg.smooth_px),
+             augment_lib.flips_unilateral(aug))
   if setting not in refs:
     refs[setting] = memorisation.new_patient_reference(
         ds, max_shift=setting[0], flip=setting[1], quantile=setting[2], smooth_px=setting[3],
+        flip_unilateral=setting[4],
         features=lambda x: ref.trained.predict(x)["features"], new_patients=test, log=log)
   new_patients = refs[setting]
   result = memorisation.audit(new_patients, fake.images, fake.level, fake.pattern, fake_pred["features"],
@@ -368,8 +371,9 @@ def _memorisation_md(r: dict) -> list[str]:
             "from the slices of the held-out subjects, patients the run never trained on")
          + ". Pixel: RMS difference of max-normalised slices smoothed "
          f"by a Gaussian of {first.get('smooth_px', 0):g} px, minimised "
-         f"over shifts of +/-{first['max_shift']} rows" + (" and, for normal and bilateral slices, a "
-         "left-right flip" if first["flip"] else "") + " (the run's augmentation); feature: the "
+         f"over shifts of +/-{first['max_shift']} rows" + ((" and, for normal, bilateral and unilateral "
+         "slices, a left-right flip" if first.get("flip_unilateral") else " and, for normal and "
+         "bilateral slices, a left-right flip") if first["flip"] else "") + " (the run's augmentation); feature: the "
          f"condition classifier's features. Near-copy: closer than the {q:.0%} quantile of the "
          f"new-patient distances (expected share {q:.0%}; P: one-sided binomial). Z_U: Mann-Whitney "
          "z of generated against new-patient distances; C_T, their average weighted by the "

@@ -1,0 +1,115 @@
+"""Config field augment.flip_unilateral: unilateral slices flip left/right in training,
+in symmetric sampling and in the memorisation audit's reference, and data whose own
+sides are uneven, or a side-conditioned run, is refused."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import toy_dataset
+from spect_fastgan_jax import augment, conditions, errors, input_pipeline, models, sample, train
+from spect_fastgan_jax.evaluation import memorisation
+from test_memorisation import _data
+from test_side_condition import sided_toy
+
+
+def test_the_flipped_patterns_include_unilateral_only_when_asked():
+  assert conditions.flip_patterns() == ("normal", "bilateral")
+  assert conditions.flip_patterns(True) == ("normal", "bilateral", "unilateral")
+  levels = ("CER", "BG", "COR")
+  pattern = ["normal", "unilateral", "bilateral", "unilateral"]
+  c = conditions.encode(levels, ["BG"] * 4, pattern)
+  np.testing.assert_array_equal(conditions.flip_symmetric(c), [True, False, True, False])
+  np.testing.assert_array_equal(conditions.flip_symmetric(c, False, True), [True, True, True, True])
+  # A side-conditioned encoding never flips a unilateral (its side is in the label).
+  sided = conditions.encode(levels, ["BG"] * 4, pattern, ["none", "left", "none", "right"], True)
+  np.testing.assert_array_equal(conditions.flip_symmetric(sided, True, True), [True, False, True, False])
+  ds = toy_dataset(2)
+  plain = np.asarray(input_pipeline.device_data(ds, levels).flip_ok)
+  both = np.asarray(input_pipeline.device_data(ds, levels, flip_unilateral=True).flip_ok)
+  np.testing.assert_array_equal(plain, ds.pattern != "unilateral")
+  assert both.all()
+
+
+def test_augment_flips_unilateral_slices_only_with_the_field(tiny_config_a):
+  ds = toy_dataset(8)
+  levels = tiny_config_a.data.levels
+  uni = np.flatnonzero(ds.pattern == "unilateral")
+  for flag, expect_mirrors in ((False, False), (True, True)):
+    data = input_pipeline.device_data(ds, levels, flip_unilateral=flag)
+    mirrored = 0
+    for seed in range(4):
+      out = np.asarray(augment.augment(jax.random.PRNGKey(seed), data.slices[uni], data.flip_ok[uni],
+                                       blend=False, max_shift=0))
+      centre = np.asarray(data.slices[uni, 1])
+      same = np.all(np.isclose(out, centre), axis=(1, 2))
+      flipped = np.all(np.isclose(out, centre[:, :, ::-1]), axis=(1, 2)) & ~same
+      assert (same | flipped).all()
+      mirrored += int(flipped.sum())
+    n = 4 * len(uni)
+    assert (0.25 * n <= mirrored <= 0.75 * n) if expect_mirrors else mirrored == 0
+
+
+def test_uneven_sides_and_a_side_conditioned_run_are_refused(tmp_path, tiny_config_a):
+  # Even sides (half mirrored into left defects) pass; no sides at all pass.
+  even = sided_toy(8)
+  augment.check_side_share(even.side, even.pattern)
+  augment.check_side_share(np.full(4, "none"), np.full(4, "unilateral"))
+  # toy_dataset's defects are all on the right: a flip would teach an even split.
+  config = tiny_config_a
+  config.augment.flip_unilateral = True
+  workdir = os.path.join(tmp_path, "run")
+  with pytest.raises(errors.DataError, match=r"0 of its 24 unilateral slices .* left .*flip_unilateral=False"):
+    train.train(config, workdir, toy_dataset(8), log=lambda m: None)
+  assert not os.path.exists(workdir)
+  # The flip is off without augment.flip, whatever flip_unilateral says.
+  config.augment.flip = False
+  assert not augment.flips_unilateral(config.augment)
+  config.augment.flip = True
+  config.data.condition_side = True
+  with pytest.raises(errors.ConfigError, match=r"augment\.flip_unilateral .*side-conditioned"):
+    train.check_config(config)
+
+
+def test_symmetric_sampling_mirrors_unilateral_images_where_training_flips_them(tiny_config_a):
+  config = tiny_config_a
+  g, _ = models.from_config(config.model)
+  levels = config.data.levels
+  n = 48
+  cond = conditions.encode(levels, ["COR"] * n, ["unilateral"] * n)
+  keys = jax.random.split(jax.random.PRNGKey(0), n)
+  g_vars = g.init({"params": jax.random.PRNGKey(1)}, np.zeros((n, config.model.z_dim), np.float32),
+                  cond, keys, train=False)
+  index = np.arange(n)
+  draw = lambda **kw: np.asarray(sample.make_generate_fn(g, config.model.z_dim, **kw)(g_vars, cond, 0, index))
+  plain = draw()
+  np.testing.assert_array_equal(draw(symmetric_flip=True), plain)
+  sym = draw(symmetric_flip=True, flip_unilateral=True)
+  same = np.all(np.isclose(sym, plain, atol=1e-6), axis=(1, 2))
+  mirrored = np.all(np.isclose(sym, plain[:, :, ::-1], atol=1e-6), axis=(1, 2)) & ~same
+  assert (same | mirrored).all() and 12 <= mirrored.sum() <= n - 12
+  # A run's config chooses it: sample.symmetric_flip with augment.flip_unilateral.
+  config.sample.symmetric_flip, config.augment.flip_unilateral = True, True
+  np.testing.assert_array_equal(np.asarray(sample.generate_fn_of(g, config)(g_vars, cond, 0, index)), sym)
+
+
+def test_the_audit_finds_mirrored_unilateral_copies_only_where_the_run_flips_them():
+  train_set = _data(20, seed=1)
+  uni = np.flatnonzero(train_set.pattern == "unilateral")
+  mirrors = train_set.slices[uni, 1][:, :, ::-1] * 2.0
+  level, pattern = train_set.level[uni], train_set.pattern[uni]
+  share = {}
+  for flag in (False, True):
+    ref = memorisation.new_patient_reference(train_set, max_shift=2, flip=True, flip_unilateral=flag)
+    near, dist = ref.near_copies(mirrors, level, pattern)
+    share[flag] = near.mean()
+    assert ref.describe()["flip_unilateral"] is flag
+    if flag:
+      assert np.all(dist < 1e-3) and "unilateral" in ref.describe()["rule"]
+  assert share == {False: 0.0, True: 1.0}
+  assert memorisation.shifts_and_flips(0, True, "unilateral", True) == [(0, False), (0, True)]
+  assert memorisation.shifts_and_flips(0, True, "unilateral") == [(0, False)]
+  assert memorisation.shifts_and_flips(0, False, "unilateral", True) == [(0, False)]
+
