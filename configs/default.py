@@ -101,7 +101,7 @@ def get_config() -> ml_collections.ConfigDict:
   # noise of two slices, so blends only teach G slices smoother than real (docs/fidelity.md).
   config.augment.blend_prob = 1.0
   config.augment.max_shift = 2        # anterior-posterior shift in [-max_shift, max_shift] px, zero fill
-  config.augment.flip = True          # left-right flip, p = 0.5, normal and bilateral only
+  config.augment.flip = True          # left-right flip, p = 0.5, normal and bilateral slices
   # With augment.flip, flip unilateral slices too (the label stays "unilateral"; the
   # defect moves to the other side): every defect is learnt on both sides, symmetric
   # sampling flips unilateral images too, and the memorisation audit compares mirror

@@ -5,7 +5,7 @@
 2. Anterior-posterior shift by t pixels, t integer in [-max_shift, max_shift],
    zero fill. Rows run anterior -> posterior, so this is a shift along rows.
 3. Left-right flip with p = 0.5, only where `flip_ok` (normal and bilateral
-   slices): flipping a unilateral slice moves its defect to the other side. With
+   slices by default): flipping a unilateral slice moves its defect to the other side. With
    `flip_unilateral` (not in the paper; needs a condition without a side) unilateral
    slices flip too: the label stays "unilateral", every defect is learnt on both
    sides, and the generator's target has left and right defects equally often
@@ -42,6 +42,8 @@ def check_config(augment_config) -> None:
     check_field(isinstance(augment_config[f], bool), f"augment.{f}", augment_config[f], "must be True or False")
   v = augment_config.get("flip_unilateral", False)
   check_field(isinstance(v, bool), "augment.flip_unilateral", v, "must be True or False")
+  check_field(not (v and not augment_config.flip), "augment.flip_unilateral", v,
+              "needs augment.flip=True (it flips unilateral slices besides the others)")
   for f in ("max_shift", "diff_shift"):
     v = augment_config[f]
     check_field(is_whole(v) and 0 <= v < 32, f"augment.{f}", v, "must be a whole number in 0..31")
@@ -64,22 +66,27 @@ def flips_unilateral(augment_config) -> bool:
 SIDE_SHARE_MIN_P = 0.05
 
 
-def check_side_share(side: np.ndarray, pattern: np.ndarray, source: str = "the training data") -> None:
-  """Raises DataError when the unilateral slices' sides (labels 'left'/'right'; others
-  unknown and not counted) are uneven (binomial P < SIDE_SHARE_MIN_P against 0.5):
-  augment.flip_unilateral would train an even split that the data does not have."""
+def check_side_share(side: np.ndarray, pattern: np.ndarray, subject: np.ndarray,
+                     source: str = "the training subjects") -> str:
+  """Raises DataError when the sides of the unilateral defects are uneven: of the
+  subjects with a unilateral slice and a side label ('left'/'right'; others unknown
+  and not counted), one count per subject (its slices share the defect), binomial P <
+  SIDE_SHARE_MIN_P against 0.5. augment.flip_unilateral would train an even split that
+  the data does not have. Returns what it found, for the log."""
   from scipy import stats as sp_stats
-  uni = np.asarray(pattern) == "unilateral"
-  left = int(np.sum(uni & (np.asarray(side) == "left")))
-  right = int(np.sum(uni & (np.asarray(side) == "right")))
-  if left + right == 0:
-    return
-  p = float(sp_stats.binomtest(left, left + right, 0.5).pvalue)
+  known = (np.asarray(pattern) == "unilateral") & np.isin(side, ("left", "right"))
+  subjects, first = np.unique(np.asarray(subject)[known], return_index=True)
+  left = int(np.sum(np.asarray(side)[known][first] == "left"))
+  n = len(subjects)
+  if n == 0:
+    return "augment.flip_unilateral: no unilateral slice has a side label, so their balance is not checked"
+  p = float(sp_stats.binomtest(left, n, 0.5).pvalue)
+  found = (f"{left} of the {n} subjects with a unilateral defect of known side have it on the left "
+           f"({left / n:.0%}, binomial P {p:.3g} against an even split)")
   if p < SIDE_SHARE_MIN_P:
-    raise DataError(f"{source}: {left} of its {left + right} unilateral slices with a side are on "
-                    f"the left ({left / (left + right):.0%}, binomial P {p:.3g} against an even "
-                    "split), and config augment.flip_unilateral=True would teach the generator "
-                    "an even split; set --config.augment.flip_unilateral=False for this data")
+    raise DataError(f"{source}: {found}, and config augment.flip_unilateral=True would teach the "
+                    "generator an even split; set --config.augment.flip_unilateral=False for this data")
+  return f"augment.flip_unilateral: {found}"
 
 
 def shift_rows(images: Array, shifts: Array) -> Array:
@@ -99,7 +106,8 @@ def augment(key: Array, slices: Array, flip_ok: Array, *, blend: bool = True,
   Args:
     key: PRNG key.
     slices: [B, 3, 64, 64] float32 in [0, 1] (below, centre, above), each max-normalised.
-    flip_ok: [B] bool, True where a left-right flip keeps the label (normal, bilateral).
+    flip_ok: [B] bool, True where a left-right flip keeps the label (normal, bilateral;
+      unilateral too with config augment.flip_unilateral).
     blend_prob: share of the slices that are blended (paper: 1, every slice); the
       others stay the centre slice, with its own count noise.
 

@@ -39,7 +39,7 @@ from typing import Callable
 
 import numpy as np
 
-from spect_fastgan_jax import checkpoints, conditions, outputs, preflight, provenance, sample
+from spect_fastgan_jax import augment, checkpoints, conditions, outputs, preflight, provenance, sample
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.errors import ConfigError, OutputExistsError, is_whole
@@ -209,6 +209,7 @@ def write(run_config, evaluate_config, workdir: str, epoch: int, out_dir: str, *
       "checkpoint": os.path.abspath(os.path.join(checkpoints.checkpoint_dir(workdir, "sampler"), str(epoch))),
       "seed": seed, "batch_size": int(run_config.sample.batch_size),
       "symmetric_flip": sample.symmetric_flip(run_config),
+      "flip_unilateral": augment.flips_unilateral(run_config.augment),
       "request": {"balance": bool(balance), "per_condition": per_condition},
       **{k: v for k, v in data_set.items() if k not in ("epoch", "seed")},
       "real_subjects": sorted(set(real.subject.tolist())),

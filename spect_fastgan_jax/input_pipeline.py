@@ -28,7 +28,7 @@ class DeviceData:
   """The training set on device."""
   slices: Array    # [N, 3, 64, 64] float32, each slice max-normalised to [0, 1]
   cond: Array      # [N, C] float32 one-hot condition
-  flip_ok: Array   # [N] bool, normal and bilateral slices
+  flip_ok: Array   # [N] bool, the patterns a flip keeps (conditions.flip_patterns)
   spread: Array    # [N] float32, mean |x_i - x_j| of random pairs of real slices of the
                    # slice's condition, networks' range: the mode-seeking term's yardstick
   weight: Array | None = None  # [N] float32 draw probabilities (data.condition_balance > 0);

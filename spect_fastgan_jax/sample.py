@@ -82,6 +82,21 @@ def sample_keys(seed: int, index: jax.Array) -> tuple[jax.Array, jax.Array]:
 _FLIP_STREAM = 0x464C4950
 
 
+def _flip_coin(z_keys: jax.Array) -> jax.Array:
+  """[N] bool: the symmetric flip's coin of each sample, from its latent key."""
+  return jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, _FLIP_STREAM)))(z_keys)
+
+
+def mirrored(config, seed: int, index, pattern) -> np.ndarray:
+  """[N] bool: which samples (`seed`, `index` [N]) of patterns `pattern` [N] a run's
+  sampling (`config`: sample.symmetric_flip, augment.flip_unilateral) mirrors."""
+  pattern = np.asarray(pattern).astype(str)
+  if not symmetric_flip(config) or not len(pattern):
+    return np.zeros(len(pattern), bool)
+  coin = np.asarray(_flip_coin(sample_keys(int(seed), jnp.asarray(index, jnp.int32))[0]))
+  return coin & np.isin(pattern, conditions.flip_patterns(augment.flips_unilateral(config.augment)))
+
+
 def make_generate_fn(g: models.Generator, z_dim: int, symmetric_flip: bool = False,
                      condition_side: bool = False, flip_unilateral: bool = False) -> Callable:
   """Jitted (g_vars, cond [B, C], seed, index [B]) -> images [B, 64, 64] in [0, 1];
@@ -95,8 +110,7 @@ def make_generate_fn(g: models.Generator, z_dim: int, symmetric_flip: bool = Fal
     z = jax.vmap(lambda k: jax.random.normal(k, (z_dim,)))(z_keys)
     out = augment.from_model_range(g.apply(g_vars, z, cond, noise_keys, train=False), g.output_peak)
     if symmetric_flip:
-      coin = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, _FLIP_STREAM)))(z_keys)
-      flip = coin & conditions.flip_symmetric(cond, condition_side, flip_unilateral)
+      flip = _flip_coin(z_keys) & conditions.flip_symmetric(cond, condition_side, flip_unilateral)
       out = jnp.where(flip[:, None, None], out[:, :, ::-1], out)
     return out
 
@@ -348,6 +362,7 @@ def sample_run(config, workdir: str, epoch: int, *, num_per_condition: int | Non
     with open(os.path.join(tmp, "info.json"), "w") as f:
       json.dump({"epoch": epoch, "seed": seed, "batch_size": batch,
                  "symmetric_flip": symmetric_flip(config),
+                 "flip_unilateral": augment.flips_unilateral(config.augment),
                  "condition_side": sided, "side": side,
                  "workdir": os.path.abspath(workdir),
                  "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},

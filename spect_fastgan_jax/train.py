@@ -202,7 +202,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   # even out, is refused with nothing written.
   flip_unilateral = augment_lib.flips_unilateral(config.augment)
   if flip_unilateral:
-    augment_lib.check_side_share(dataset.side, dataset.pattern)
+    log(augment_lib.check_side_share(dataset.side, dataset.pattern, dataset.subject,
+                                     "the training subjects (after any data.holdout_fraction)"))
   data = sharding.replicate(
       input_pipeline.device_data(dataset, levels, float(config.data.condition_balance),
                                  conditions.side_conditioned(config.data), flip_unilateral), mesh)

@@ -42,7 +42,7 @@ ADDED_FIELDS = {
              "limit_subjects": "", "condition_side": False},
     "sample": {"symmetric_flip": False},
     "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0,
-                "blend_prob": 1.0},
+                "blend_prob": 1.0, "flip_unilateral": False},
 }
 
 

@@ -475,6 +475,7 @@ def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, 
   # A run written before loss.condition_aux existed has no such field, even if
   # ADDED_FIELDS forgets it (then the resume below fails).
   record["config"]["loss"].pop("condition_aux", None)
+  record["config"]["augment"].pop("flip_unilateral", None)
   path.write_text(json.dumps(record))
   os.remove(tmp_path / "subjects.json")   # nor the record of its subjects
   config.num_epochs = 2
@@ -486,7 +487,7 @@ def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, 
   saved = workdir_lib.read_run_config(str(tmp_path))
   assert saved.model.g_cond == "concat" and saved.model.output_peak == 1.0
   assert saved.loss.mode_seeking == 0.0 and saved.augment.renormalise is False
-  assert saved.loss.condition_aux == 0.0
+  assert saved.loss.condition_aux == 0.0 and saved.augment.flip_unilateral is False
   assert (saved.data.holdout_fraction, saved.data.limit_subjects) == (0.0, "")
   assert json.loads((tmp_path / "subjects.json").read_text())["holdout"] == []
   # A recipe field that the older run did not have is still a change, and named.

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import toy_dataset
 from spect_fastgan_jax import augment, conditions, errors, input_pipeline, models, sample, train
-from spect_fastgan_jax.evaluation import memorisation
+from spect_fastgan_jax.evaluation import memorisation, metrics, score
 from test_memorisation import _data
 from test_side_condition import sided_toy
 
@@ -53,24 +53,50 @@ def test_augment_flips_unilateral_slices_only_with_the_field(tiny_config_a):
 
 
 def test_uneven_sides_and_a_side_conditioned_run_are_refused(tmp_path, tiny_config_a):
-  # Even sides (half mirrored into left defects) pass; no sides at all pass.
+  # Even sides (half mirrored into left defects) pass, one count per subject.
   even = sided_toy(8)
-  augment.check_side_share(even.side, even.pattern)
-  augment.check_side_share(np.full(4, "none"), np.full(4, "unilateral"))
+  assert "12 of the 24 subjects" in augment.check_side_share(even.side, even.pattern, even.subject)
+  assert "not checked" in augment.check_side_share(np.full(4, "none"), np.full(4, "unilateral"),
+                                                   np.arange(4).astype(str))
+  # 14 left of 40 subjects is within chance (P 0.08), though as 42 of 120 slices it is not.
+  side = np.repeat(np.where(np.arange(40) < 14, "left", "right"), 3)
+  subject = np.repeat(np.arange(40).astype(str), 3)
+  assert "14 of the 40" in augment.check_side_share(side, np.full(120, "unilateral"), subject)
   # toy_dataset's defects are all on the right: a flip would teach an even split.
   config = tiny_config_a
   config.augment.flip_unilateral = True
   workdir = os.path.join(tmp_path, "run")
-  with pytest.raises(errors.DataError, match=r"0 of its 24 unilateral slices .* left .*flip_unilateral=False"):
+  with pytest.raises(errors.DataError, match=r"training subjects.*0 of the 24 subjects .* left .*"
+                                             r"flip_unilateral=False"):
     train.train(config, workdir, toy_dataset(8), log=lambda m: None)
   assert not os.path.exists(workdir)
-  # The flip is off without augment.flip, whatever flip_unilateral says.
+  # It flips unilateral slices besides the others: refused without augment.flip.
   config.augment.flip = False
-  assert not augment.flips_unilateral(config.augment)
+  with pytest.raises(errors.ConfigError, match=r"augment\.flip_unilateral .*augment\.flip=True"):
+    train.check_config(config)
   config.augment.flip = True
   config.data.condition_side = True
   with pytest.raises(errors.ConfigError, match=r"augment\.flip_unilateral .*side-conditioned"):
     train.check_config(config)
+
+
+def test_training_gives_the_augmentation_the_unilateral_flip(tmp_path, tiny_config_a, monkeypatch):
+  seen, said = [], []
+  real = input_pipeline.device_data
+
+  def spy(*args, **kwargs):
+    data = real(*args, **kwargs)
+    seen.append(np.asarray(data.flip_ok))
+    raise KeyboardInterrupt   # stop before the compile: what reaches the augmentation is known
+  monkeypatch.setattr(input_pipeline, "device_data", spy)
+  ds = sided_toy(4)
+  for flag in (False, True):
+    tiny_config_a.augment.flip_unilateral = flag
+    with pytest.raises(KeyboardInterrupt):
+      train.train(tiny_config_a, os.path.join(tmp_path, str(flag)), ds, log=said.append)
+  np.testing.assert_array_equal(seen[0], ds.pattern != "unilateral")
+  assert seen[1].all()
+  assert any("augment.flip_unilateral: 6 of the 12 subjects" in s for s in said)
 
 
 def test_symmetric_sampling_mirrors_unilateral_images_where_training_flips_them(tiny_config_a):
@@ -90,9 +116,36 @@ def test_symmetric_sampling_mirrors_unilateral_images_where_training_flips_them(
   same = np.all(np.isclose(sym, plain, atol=1e-6), axis=(1, 2))
   mirrored = np.all(np.isclose(sym, plain[:, :, ::-1], atol=1e-6), axis=(1, 2)) & ~same
   assert (same | mirrored).all() and 12 <= mirrored.sum() <= n - 12
-  # A run's config chooses it: sample.symmetric_flip with augment.flip_unilateral.
+  # A run's config chooses it: sample.symmetric_flip with augment.flip_unilateral; and
+  # sample.mirrored names the mirrored samples without drawing them.
   config.sample.symmetric_flip, config.augment.flip_unilateral = True, True
   np.testing.assert_array_equal(np.asarray(sample.generate_fn_of(g, config)(g_vars, cond, 0, index)), sym)
+  np.testing.assert_array_equal(sample.mirrored(config, 0, index, ["unilateral"] * n), mirrored)
+  config.augment.flip_unilateral = False
+  assert not sample.mirrored(config, 0, index, ["unilateral"] * n).any()
+  np.testing.assert_array_equal(sample.mirrored(config, 0, index, ["normal"] * n), mirrored)
+
+
+def test_side_balance_gives_the_generators_own_share_where_sampling_mirrored():
+  # A generator that puts every defect on the left (low columns bright, high dark),
+  # half of its images mirrored by sampling: the set is even, the generator is not.
+  n = 40
+  img = np.ones((n, 64, 64), np.float32)
+  img[:, 16:48, 34:60] = 0.5       # patient-left is the high columns (conftest.toy_dataset)
+  mirrored = np.arange(n) % 2 == 0
+  fake_images = np.where(mirrored[:, None, None], img[:, :, ::-1], img)
+  level, pattern = np.full(n, "BG"), np.full(n, "unilateral")
+  real = score.Group("real", np.concatenate([img, img[:, :, ::-1]]), np.full(2 * n, "BG"),
+                     np.full(2 * n, "unilateral"), np.repeat(["left", "right"], n))
+  fake = score.Group("fake", fake_images, level, pattern, mirrored=mirrored)
+  pred = lambda g: {"side": np.eye(2)[(metrics.lr_ratio(g.images) >= 1).astype(int)]}
+  b = score.side_balance(real, pred(real), fake, pred(fake))["all"]
+  assert b["fake_left_share_by_lr"] == 0.5 and b["binomial_p"] > 0.5
+  assert b["mirrored_share"] == 0.5 and b["generator_left_share_by_lr"] in (0.0, 1.0)
+  assert b["generator_binomial_p_by_lr"] < 1e-6
+  # Without mirrored images there is nothing to flip back.
+  plain = score.side_balance(real, pred(real), score.Group("fake", img, level, pattern), pred(fake))["all"]
+  assert "generator_left_share_by_lr" not in plain
 
 
 def test_the_audit_finds_mirrored_unilateral_copies_only_where_the_run_flips_them():

@@ -17,7 +17,8 @@ def images(gen: sample.RunGenerator, epoch: int, counts: dict[tuple[str, str], i
   are drawn left and right in turn (conditions.slot_sides) and the group has their sides."""
   drawn = gen.draw(epoch, counts, seed, batch_size, near_copy)
   return Group(name, drawn.images, drawn.level, drawn.pattern,
-               drawn.side if conditions.side_conditioned(gen.config.data) else None)
+               drawn.side if conditions.side_conditioned(gen.config.data) else None,
+               mirrored=sample.mirrored(gen.config, seed, drawn.index, drawn.pattern))
 
 
 def real_counts(real: Group) -> dict[tuple[str, str], int]:

@@ -122,7 +122,8 @@ def evaluate(runs: Sequence[RunSpec], ds: SliceDataset, cfg, out_dir: str, cache
       "runs": [{"label": r.label, "workdir": os.path.abspath(r.workdir), "epoch": r.epoch,
                 "levels": list(r.config.data.levels),
                 "condition_side": conditions.side_conditioned(r.config.data),
-                "symmetric_flip": sample.symmetric_flip(r.config)} for r in runs],
+                "symmetric_flip": sample.symmetric_flip(r.config),
+                "flip_unilateral": augment_lib.flips_unilateral(r.config.augment)} for r in runs],
       "seed": int(cfg.seed), "counts": {f"{l}/{p}": k for (l, p), k in counts.items()},
       "paper": paper, "classifier": {"cache_key": ref.key, "holdout_accuracy": ref.holdout_accuracy,
                                      "holdout_subjects": int(len(np.unique(everyone.subject[ref.holdout]))),
@@ -235,7 +236,8 @@ def markdown(r: dict) -> str:
   labels = [x["label"] for x in r["runs"]]
   out = ["# Fidelity report", "",
          "Runs: " + "; ".join(f"**{x['label']}** epoch {x['epoch']} (levels {', '.join(x['levels'])}, "
-                              + ("normal and bilateral images flipped left/right at random "
+                              + (("normal, bilateral and unilateral" if x.get("flip_unilateral") else
+                                  "normal and bilateral") + " images flipped left/right at random "
                                  "(sample.symmetric_flip), " if x.get("symmetric_flip") else "")
                               + f"`{x['workdir']}`)" for x in r["runs"]),
          f"Generated with seed {r['seed']}, sample indices 0..N-1; as many images per condition as the "
@@ -318,6 +320,15 @@ def markdown(r: dict) -> str:
       out.append(f"| {l} | {level} | {b['n_fake']} | {_f(b['real_left_share'], 2)} | "
                  f"{_f(b['real_left_share_by_lr'], 2)} | {_f(b['fake_left_share_by_classifier'], 2)} | "
                  f"{_f(b['fake_left_share_by_lr'], 2)} | {_p(b['binomial_p'])} |")
+  own = [(l, level, b) for l in labels for level, b in r["runs_scores"][l]["side_balance"].items()
+         if "generator_left_share_by_lr" in b]
+  if own:
+    out += ["", "Sampling mirrored a fair coin's share of these unilateral images (augment.flip_unilateral "
+            "with sample.symmetric_flip), so the balance above is the coin's. The generator's own left "
+            "share, by LR < 1 on the images flipped back, against the real share by LR:", "",
+            "| run | level | mirrored | generator's own left share (LR < 1) | binomial P |", "|---|---|---|---|---|"]
+    out += [f"| {l} | {level} | {_f(b['mirrored_share'], 2)} | {_f(b['generator_left_share_by_lr'], 2)} | "
+            f"{_p(b['generator_binomial_p_by_lr'])} |" for l, level, b in own]
   if r["augmentation"]:
     first = next(iter(r["augmentation"].values()))["real only"]
     seeds = first.get("seeds", [0])

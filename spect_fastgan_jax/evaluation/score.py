@@ -34,6 +34,8 @@ class Group:
   level: np.ndarray
   pattern: np.ndarray
   side: np.ndarray | None = None
+  # Generated images that sampling mirrored (sample.symmetric_flip), or None.
+  mirrored: np.ndarray | None = None
 
   def __post_init__(self):
     self.images = metrics.normalise(self.images)
@@ -164,6 +166,10 @@ def side_balance(real: Group, real_pred: dict, fake: Group, fake_pred: dict) -> 
   on the left as often as the real ones do. Two readings: the classifier's side
   head, and LR < 1 (a left defect lowers the left counts), which needs no classifier.
   The binomial P tests the generated left share against the real (label) share.
+  Where sampling mirrored unilateral images on a fair coin (augment.flip_unilateral
+  with sample.symmetric_flip) the set's balance is the coin's; the generator's own
+  left share (by LR < 1, on the images flipped back) is given beside it, with its
+  binomial P against the real share by LR.
   """
   out = {}
   for level in [None] + [l for l in conditions.LEVELS if real.mask("unilateral", l).any()]:
@@ -180,4 +186,15 @@ def side_balance(real: Group, real_pred: dict, fake: Group, fake_pred: dict) -> 
         "real_left_share_by_lr": float(np.mean(metrics.lr_ratio(real.images[rm]) < 1)),
         "fake_left_share_by_classifier": float(fake_left_clf.mean()),
         "fake_left_share_by_lr": float(fake_left_lr.mean()), "binomial_p": float(p)}
+    mirrored = fake.mirrored[fm] if fake.mirrored is not None else None
+    if mirrored is not None and mirrored.any():
+      own = fake.images[fm].copy()
+      own[mirrored] = own[mirrored][:, :, ::-1]
+      own_left = metrics.lr_ratio(own) < 1
+      real_lr = out["all" if level is None else level]["real_left_share_by_lr"]
+      out["all" if level is None else level].update({
+          "mirrored_share": float(mirrored.mean()),
+          "generator_left_share_by_lr": float(own_left.mean()),
+          "generator_binomial_p_by_lr": float(sp_stats.binomtest(int(own_left.sum()), int(fm.sum()), real_lr).pvalue
+                                              if 0 < real_lr < 1 else math.nan)})
   return out
