@@ -10,7 +10,7 @@ import pytest
 
 from conftest import toy_dataset
 from spect_fastgan_jax import augment, conditions, errors, input_pipeline, models, sample, train
-from spect_fastgan_jax.evaluation import memorisation, metrics, score
+from spect_fastgan_jax.evaluation import memorisation, metrics, report_md, score
 from test_memorisation import _data
 from test_side_condition import sided_toy
 
@@ -146,6 +146,11 @@ def test_side_balance_gives_the_generators_own_share_where_sampling_mirrored():
   # Without mirrored images there is nothing to flip back.
   plain = score.side_balance(real, pred(real), score.Group("fake", img, level, pattern), pred(fake))["all"]
   assert "generator_left_share_by_lr" not in plain
+  # report.md shows the generator's own share only where sampling mirrored.
+  md = "\n".join(report_md.side_balance_md({"run": {"side_balance": {"all": b}}}, ["run"]))
+  assert "the balance above is the coin's" in md and "| run | all | 0.50 | " in md
+  md = "\n".join(report_md.side_balance_md({"run": {"side_balance": {"all": plain}}}, ["run"]))
+  assert "coin" not in md and "| run | all | 40 | 0.50 |" in md
 
 
 def test_the_audit_finds_mirrored_unilateral_copies_only_where_the_run_flips_them():
