@@ -271,15 +271,21 @@ def new_patient_reference(ds: SliceDataset, *, max_shift: int, flip: bool, quant
                              pixel, feature, train_f, how, bool(flip and flip_unilateral))
 
 
+def reference_settings(augment_config, memorisation_config) -> dict:
+  """new_patient_reference's settings for a run: the variants its augmentation
+  (`augment_config`) shows G, and the quantile and smoothing of `memorisation_config`
+  (evaluate.memorisation)."""
+  return {"max_shift": int(augment_config.max_shift), "flip": bool(augment_config.flip),
+          "flip_unilateral": augment_lib.flips_unilateral(augment_config),
+          "quantile": float(memorisation_config.near_copy_quantile),
+          "smooth_px": float(memorisation_config.smooth_px)}
+
+
 def near_copy_reference(ds: SliceDataset, augment_config, memorisation_config,
                         log: Callable[[str], None] = lambda m: None) -> NewPatientReference:
   """The near-copy filter's reference: the run's training slices `ds` against themselves
-  (leave-one-subject-out, pixel distance), with the run's augmentation (`augment_config`)
-  and the filter's quantile and smoothing (`memorisation_config`, evaluate.memorisation)."""
-  return new_patient_reference(
-      ds, max_shift=int(augment_config.max_shift), flip=bool(augment_config.flip),
-      flip_unilateral=augment_lib.flips_unilateral(augment_config), quantile=float(memorisation_config.near_copy_quantile),
-      smooth_px=float(memorisation_config.smooth_px), log=log)
+  (leave-one-subject-out, pixel distance), with `reference_settings`."""
+  return new_patient_reference(ds, **reference_settings(augment_config, memorisation_config), log=log)
 
 
 def _conditions(level: np.ndarray, pattern: np.ndarray) -> list[tuple[str, str]]:

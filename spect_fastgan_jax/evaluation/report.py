@@ -181,15 +181,12 @@ def _memorisation(ds: SliceDataset, ref: classifier.Reference, run: RunSpec, fak
   distances: `test`'s subjects where given) is built once per augmentation setting and
   reused across runs."""
   t0 = time.time()
-  aug = run.config.augment
-  setting = (int(aug.max_shift), bool(aug.flip), float(mcfg.near_copy_quantile), float(mcfg.smooth_px),
-             augment_lib.flips_unilateral(aug))
-  if setting not in refs:
-    refs[setting] = memorisation.new_patient_reference(
-        ds, max_shift=setting[0], flip=setting[1], quantile=setting[2], smooth_px=setting[3],
-        flip_unilateral=setting[4],
-        features=lambda x: ref.trained.predict(x)["features"], new_patients=test, log=log)
-  new_patients = refs[setting]
+  settings = memorisation.reference_settings(run.config.augment, mcfg)
+  key = tuple(sorted(settings.items()))
+  if key not in refs:
+    refs[key] = memorisation.new_patient_reference(
+        ds, **settings, features=lambda x: ref.trained.predict(x)["features"], new_patients=test, log=log)
+  new_patients = refs[key]
   result = memorisation.audit(new_patients, fake.images, fake.level, fake.pattern, fake_pred["features"],
                               closest=int(mcfg.closest_shown))
   aligned = [memorisation.aligned_training_slice(new_patients, r) for r in result["closest"]]

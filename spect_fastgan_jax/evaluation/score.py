@@ -186,15 +186,16 @@ def side_balance(real: Group, real_pred: dict, fake: Group, fake_pred: dict) -> 
         "real_left_share_by_lr": float(np.mean(metrics.lr_ratio(real.images[rm]) < 1)),
         "fake_left_share_by_classifier": float(fake_left_clf.mean()),
         "fake_left_share_by_lr": float(fake_left_lr.mean()), "binomial_p": float(p)}
+    row = out["all" if level is None else level]
     mirrored = fake.mirrored[fm] if fake.mirrored is not None else None
     if mirrored is not None and mirrored.any():
       own = fake.images[fm].copy()
       own[mirrored] = own[mirrored][:, :, ::-1]
       own_left = metrics.lr_ratio(own) < 1
-      real_lr = out["all" if level is None else level]["real_left_share_by_lr"]
-      out["all" if level is None else level].update({
-          "mirrored_share": float(mirrored.mean()),
-          "generator_left_share_by_lr": float(own_left.mean()),
-          "generator_binomial_p_by_lr": float(sp_stats.binomtest(int(own_left.sum()), int(fm.sum()), real_lr).pvalue
-                                              if 0 < real_lr < 1 else math.nan)})
+      real_lr = row["real_left_share_by_lr"]
+      row.update({"mirrored_share": float(mirrored.mean()),
+                  "generator_left_share_by_lr": float(own_left.mean()),
+                  "generator_binomial_p_by_lr": float(
+                      sp_stats.binomtest(int(own_left.sum()), int(fm.sum()), real_lr).pvalue
+                      if 0 < real_lr < 1 else math.nan)})
   return out
