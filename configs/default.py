@@ -100,6 +100,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Share of slices blended when `blend` (paper: 1.0, all). A blend averages the count
   # noise of two slices, so blends only teach G slices smoother than real (docs/fidelity.md).
   config.augment.blend_prob = 1.0
+  # With > 0, blend_prob is derived from the training slices instead: the share whose
+  # blends raise the mean count ratio MC of D's real view by this much,
+  # min(1, blend_mc_excess / the excess of blending every slice), so noisy data is
+  # blended less (augment.blend_share). config.json records the share. Paper: 0 (off).
+  config.augment.blend_mc_excess = 0.0
   config.augment.max_shift = 2        # anterior-posterior shift in [-max_shift, max_shift] px, zero fill
   config.augment.flip = True          # left-right flip, p = 0.5, normal and bilateral slices
   # With augment.flip, flip unilateral slices too (the label stays "unilateral"; the

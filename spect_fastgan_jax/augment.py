@@ -14,7 +14,9 @@
 With `blend_prob` < 1 (not in the paper) only that share of the slices is blended.
 A blend averages the count noise of two slices, so a generator trained on blends
 only makes slices smoother than any real one, with a mean count ratio MC ~4 %
-above the real slices' (docs/fidelity.md).
+above the real slices' (docs/fidelity.md). How much depends on the data's noise
+(`blend_excess`); config augment.blend_mc_excess derives the share from it
+(`blend_share`), so noisy data is blended less and quiet data more.
 
 With `renormalise` (not in the paper) the blended slice is divided by its own
 maximum again. A blend of two max-normalised slices peaks below 1 (their hottest
@@ -25,6 +27,8 @@ paper's test (docs/fidelity.md).
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -50,9 +54,58 @@ def check_config(augment_config) -> None:
   v = augment_config.blend_prob
   check_field(is_number(v) and 0 < v <= 1, "augment.blend_prob", v,
               "must be a number in (0, 1] (augment.blend=False turns blending off)")
+  v = augment_config.get("blend_mc_excess", 0.0)
+  check_field(is_number(v) and math.isfinite(v) and 0 <= v < 1, "augment.blend_mc_excess", v,
+              "must be a number in [0, 1) (0: use augment.blend_prob as given)")
+  check_field(not (v > 0 and not augment_config.blend), "augment.blend_mc_excess", v,
+              "needs augment.blend=True (it sets the share of slices blended)")
   for f in ("diff_cutout", "diff_intensity"):
     v = augment_config[f]
     check_field(is_number(v) and 0 <= v < 1, f"augment.{f}", v, "must be a number in [0, 1)")
+
+
+# The blend's weight w ~ U(0, 1) by the midpoint rule: enough for the excess's third
+# decimal, and no random draw, so every start of a run derives the same share.
+_BLEND_WEIGHTS = (np.arange(8) + 0.5) / 8
+
+
+def blend_excess(slices: np.ndarray) -> float:
+  """How far blending every slice raises what D sees above the real slices: the mean
+  count ratio MC (mean of the max-normalised slice) of w x centre + (1 - w) x neighbour,
+  averaged over both neighbours and w uniform in (0, 1), over the centre slices' own
+  mean MC, minus 1. `slices`: [N, 3, H, W] (below, centre, above), as training reads them.
+  The noisier the data, the more a blend smooths its hottest pixel and the larger this is
+  (experiments/robust_fidelity/blend_leak.py measures it with random draws)."""
+  def mc(x):
+    return float(np.mean(x.mean(axis=(1, 2)) / np.maximum(x.max(axis=(1, 2)), 1e-12)))
+  centre = np.asarray(slices[:, 1], np.float32)
+  real = mc(centre)
+  blended = [mc(w * centre + (1 - w) * np.asarray(slices[:, j], np.float32))
+             for w in _BLEND_WEIGHTS.astype(np.float32) for j in (0, 2)]
+  return float(np.mean(blended)) / real - 1.0
+
+
+def blend_share(slices: np.ndarray, mc_excess: float) -> tuple[float, float]:
+  """(blend_prob, the data's blend_excess) for config augment.blend_mc_excess: the share
+  of slices blended so that the blend raises D's MC by `mc_excess`,
+  min(1, mc_excess / blend_excess), rounded to two decimals (at least 0.01)."""
+  excess = blend_excess(slices)
+  share = 1.0 if excess <= mc_excess else max(0.01, round(mc_excess / excess, 2))
+  return share, excess
+
+
+def with_blend_share(config, slices: np.ndarray, log=lambda msg: None):
+  """A training config with augment.blend_prob derived from `slices` (`blend_share`)
+  where augment.blend_mc_excess > 0; otherwise `config` itself."""
+  target = float(config.augment.get("blend_mc_excess", 0.0))
+  if not (config.augment.blend and target > 0):
+    return config
+  share, excess = blend_share(slices, target)
+  log(f"augment.blend_mc_excess {target:g}: blending every slice would raise D's mean count ratio "
+      f"{excess:+.1%} on these slices, so a share of {share:.2f} is blended (augment.blend_prob)")
+  derived = config.copy_and_resolve_references()
+  derived.augment.blend_prob = share
+  return derived
 
 
 def flips_unilateral(augment_config) -> bool:

@@ -22,6 +22,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from spect_fastgan_jax import augment as augment_lib
 from spect_fastgan_jax import (checkpoints, conditions, input_pipeline, losses, models, preflight,
@@ -204,9 +205,13 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   if flip_unilateral:
     log(augment_lib.check_side_share(dataset.side, dataset.pattern, dataset.subject,
                                      "the training subjects (after any data.holdout_fraction)"))
-  data = sharding.replicate(
-      input_pipeline.device_data(dataset, levels, float(config.data.condition_balance),
-                                 conditions.side_conditioned(config.data), flip_unilateral), mesh)
+  data = input_pipeline.device_data(dataset, levels, float(config.data.condition_balance),
+                                    conditions.side_conditioned(config.data), flip_unilateral)
+  # The blend's share where augment.blend_mc_excess derives it from these slices; the
+  # user's config is what config.json records and resumes against.
+  step_config = augment_lib.with_blend_share(config, np.asarray(data.slices), log)
+  data = sharding.replicate(data, mesh)
+  derived = {} if step_config is config else {"augment.blend_prob": step_config.augment.blend_prob}
   for _, w in runs:
     # Creates w and proves it writable before the compile: an unwritable or full
     # workdir stops here with one line and nothing written.
@@ -232,7 +237,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       log(f"resuming {workdir} from epoch {last} (step {int(states[0].step)})")
     for c, w in runs:
       if writer:
-        workdir_lib.write_run_config(w, c, dataset)
+        workdir_lib.write_run_config(w, c, dataset, derived)
         workdir_lib.write_subjects(w, subjects)
     state = sharding.replicate(stacked, mesh)
     first_epoch = (last or 0) + 1
@@ -244,7 +249,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         + (f", batch split over {mesh.size} devices" if mesh.size > 1 else ""))
 
     # --- Epochs. ---
-    train_epoch = make_train_epoch(config, g, d, n, mesh=mesh, num_seeds=num_seeds)
+    train_epoch = make_train_epoch(step_config, g, d, n, mesh=mesh, num_seeds=num_seeds)
     log("compiling the training step (about a minute on a CPU) ...")
     logs = [runlog.RunLog(w, config.log.tensorboard) if writer else None for _, w in runs]
     monitor = None

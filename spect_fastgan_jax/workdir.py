@@ -42,7 +42,7 @@ ADDED_FIELDS = {
              "limit_subjects": "", "condition_side": False},
     "sample": {"symmetric_flip": False},
     "augment": {"renormalise": False, "diff_shift": 0, "diff_cutout": 0.0, "diff_intensity": 0.0,
-                "blend_prob": 1.0, "flip_unilateral": False},
+                "blend_prob": 1.0, "flip_unilateral": False, "blend_mc_excess": 0.0},
 }
 
 
@@ -60,12 +60,16 @@ def config_hash(config) -> str:
   return provenance.short_hash(plain)
 
 
-def write_run_config(workdir: str, config, dataset=None) -> None:
+def write_run_config(workdir: str, config, dataset=None, derived: dict | None = None) -> None:
   """Writes <workdir>/config.json (the config, the training counts per condition of
-  the SliceDataset `dataset` and what produced the run), atomically."""
+  the SliceDataset `dataset`, the settings training `derived` from the data, such as
+  {"augment.blend_prob": 0.51} under augment.blend_mc_excess, and what produced the
+  run), atomically."""
   record = {"config": json.loads(config.to_json()), "provenance": provenance.describe()}
   if dataset is not None:
     record["data_counts"] = data_counts(dataset)
+  if derived:
+    record["derived"] = dict(derived)
   old = read_run_record(workdir)
   if old is not None:
     # A resumed run keeps what produced each earlier part of it.

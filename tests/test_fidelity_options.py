@@ -1,6 +1,7 @@
 """The fidelity options (docs/fidelity.md): each config field does what it says, and a
 short run with all of them on trains and logs the diversity curve."""
 
+import json
 import os
 import subprocess
 import sys
@@ -256,6 +257,8 @@ def test_generator_and_discriminator_condition_modes(tiny_config_a):
                                          ("loss.mode_seeking", -0.1), ("augment.diff_shift", 40),
                                          ("augment.diff_cutout", 1.5), ("augment.diff_intensity", 1.0),
                                          ("augment.blend_prob", 0.0), ("augment.blend_prob", 1.2),
+                                         ("augment.blend_mc_excess", -0.01),
+                                         ("augment.blend_mc_excess", 1.0),
                                          ("log.monitor_every_epochs", -1),
                                          ("log.monitor_per_condition", 1),
                                          ("loss.mode_seeking_target", 0.0),
@@ -343,9 +346,16 @@ def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tm
   config.optim.lr_decay_epochs = 2
   config.loss.mode_seeking_pairs = 1
   config.augment.flip_unilateral = True   # needs even sides: half the toy's defects mirrored left
+  config.augment.blend_mc_excess = 1e-4   # far below the toy's excess: a share under 0.5
   said = []
   train.train(config, str(tmp_path), sided_toy(3), log=said.append)
   records = runlog.read(str(tmp_path))
+  # The share derived from the training slices is what training used and what the run records;
+  # config.json keeps the field as given, so the same command resumes.
+  record = json.load(open(tmp_path / "config.json"))
+  share = record["derived"]["augment.blend_prob"]
+  assert 0.01 <= share < 0.5 and record["config"]["augment"]["blend_prob"] == 0.5
+  assert any(f"a share of {share:.2f} is blended" in m for m in said)
   assert [r["epoch"] for r in records] == [1, 2]
   for r in records:
     assert all(np.isfinite(r[k]) for k in r)
@@ -422,6 +432,33 @@ def test_blend_prob_keeps_that_share_of_centre_slices_unblended():
   # At the paper's 1.0 the draws are those of the paper's augmentation.
   np.testing.assert_array_equal(np.asarray(augment.augment(key, slices, jnp.zeros(400, bool), blend_prob=1.0)),
                                 np.asarray(augment.augment(key, slices, jnp.zeros(400, bool))))
+
+
+def test_blend_excess_is_the_mean_count_rise_of_random_blends_and_sets_the_share():
+  rng = np.random.default_rng(2)
+  base = rng.uniform(0.2, 1, (1, 1, 64, 64))
+  noisy = augment.normalise(jnp.asarray((base + rng.normal(0, 0.15, (300, 3, 64, 64))).clip(0, None),
+                                        jnp.float32))
+  excess = augment.blend_excess(np.asarray(noisy))
+  # What D sees over random draws of the blend (weights, neighbours) at blend_prob 1.
+  view = augment.augment(jax.random.PRNGKey(0), noisy, jnp.zeros(300, bool), max_shift=0, renormalise=True)
+  mc = lambda x: np.asarray(x).mean(axis=(1, 2)) / np.asarray(x).max(axis=(1, 2))
+  drawn = mc(view).mean() / mc(noisy[:, 1]).mean() - 1
+  assert excess > 0.01 and abs(excess - drawn) < 0.1 * excess
+  assert augment.blend_share(np.asarray(noisy), excess / 2) == (round(0.5, 2), excess)
+  assert augment.blend_share(np.asarray(noisy), 2 * excess)[0] == 1.0
+  # Slices equal to their neighbours: a blend changes nothing, every slice may be blended.
+  same = np.repeat(np.asarray(noisy[:, 1:2]), 3, axis=1)
+  assert abs(augment.blend_excess(same)) < 1e-6 and augment.blend_share(same, 0.02)[0] == 1.0
+  # The rule is off (the config as given) unless the field is set.
+  config = dataset_a.get_config("cpu")
+  assert augment.with_blend_share(config, np.asarray(noisy)) is config
+  config.augment.blend_mc_excess = excess / 4
+  assert augment.with_blend_share(config, np.asarray(noisy)).augment.blend_prob == 0.25
+  assert config.augment.blend_prob == 0.5
+  config.augment.blend = False
+  with pytest.raises(ValueError, match=r"augment\.blend_mc_excess.*needs augment\.blend=True"):
+    augment.check_config(config.augment)
 
 
 def test_output_peak_round_trip():

@@ -48,7 +48,8 @@ _RECIPE_FIELDS = (
     "num_epochs", "batch_size", "seed", "data.levels", "data.condition_side", "data.condition_balance",
     "data.holdout_fraction", "model.g_channels", "model.d_channels", "model.z_dim", "model.g_cond",
     "model.d_cond", "optim.lr_g", "optim.lr_d", "optim.b1", "optim.ema_decay",
-    "loss.mode_seeking", "loss.condition_aux", "augment.blend_prob", "augment.max_shift",
+    "loss.mode_seeking", "loss.condition_aux", "augment.blend_prob", "augment.blend_mc_excess",
+    "augment.max_shift",
     "augment.flip_unilateral", "augment.diff_shift", "sample.symmetric_flip")
 
 
@@ -138,7 +139,9 @@ def build(workdir: str, epoch: int, report: dict | None = None, report_path: str
           "limit_subjects": data.get("limit_subjects", "")},
       "recipe": {"config_file": os.path.abspath(os.path.join(workdir, "config.json")),
                  "config_hash": workdir_lib.config_hash(config),
-                 "settings": {f: _field(config, f) for f in _RECIPE_FIELDS if _field(config, f) is not None}},
+                 # Settings training derived from the data (augment.blend_mc_excess) as run.
+                 "settings": {**{f: _field(config, f) for f in _RECIPE_FIELDS if _field(config, f) is not None},
+                              **(record.get("derived") or {})}},
       "epoch": _epoch_choice(int(epoch), workdir_lib.newest_selection(workdir)),
       "evaluation": None, "fidelity": None, "memorisation": None, "utility": None,
       "side": {"conditioned": side_conditioned},
