@@ -51,6 +51,19 @@ def test_all_met_and_just_missed():
   assert short["accuracy"] is False
 
 
+def test_a_set_mirrored_on_a_coin_is_judged_by_the_generators_own_side_share():
+  r = _result(side=0.5)
+  # Sampling mirrored unilateral images (augment.flip_unilateral): the set is even by the
+  # coin, but the generator's own defects, flipped back, lean to one side.
+  r["runs_scores"]["A"]["side_balance"]["all"].update(generator_binomial_p_by_lr=0.014, mirrored_share=0.5)
+  side = {x["name"]: x for x in criteria.fidelity_criteria(r)}["side"]
+  assert side["met"] is False and side["values"] == {"all": 0.014} and "generator's own" in side["rule"]
+  # The reverse: a set that is uneven by chance of the coin, a generator that is even.
+  r = _result(side=0.04)
+  r["runs_scores"]["A"]["side_balance"]["all"]["generator_binomial_p_by_lr"] = 0.82
+  assert {x["name"]: x["met"] for x in criteria.fidelity_criteria(r)}["side"] is True
+
+
 @pytest.mark.parametrize("missing", ["side", "memorisation", "side_asked"])
 def test_criteria_the_report_did_not_measure_are_left_out(missing):
   r = _result()
