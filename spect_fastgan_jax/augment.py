@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spect_fastgan_jax.data.stats import normalise
+from spect_fastgan_jax.data.stats import mean_counts, normalise
 from spect_fastgan_jax.errors import DataError, check_field, is_number, is_whole
 
 Array = jax.Array
@@ -76,8 +76,7 @@ def blend_excess(slices: np.ndarray) -> float:
   mean MC, minus 1. `slices`: [N, 3, H, W] (below, centre, above), as training reads them.
   The noisier the data, the more a blend smooths its hottest pixel and the larger this is
   (experiments/robust_fidelity/blend_leak.py measures it with random draws)."""
-  def mc(x):
-    return float(np.mean(x.mean(axis=(1, 2)) / np.maximum(x.max(axis=(1, 2)), 1e-12)))
+  mc = lambda x: float(np.mean(mean_counts(x)))
   centre = np.asarray(slices[:, 1], np.float32)
   real = mc(centre)
   blended = [mc(w * centre + (1 - w) * np.asarray(slices[:, j], np.float32))
