@@ -110,9 +110,10 @@ def get_config() -> ml_collections.ConfigDict:
   # With augment.flip, flip unilateral slices too (the label stays "unilateral"; the
   # defect moves to the other side): every defect is learnt on both sides, symmetric
   # sampling flips unilateral images too, and the memorisation audit compares mirror
-  # images. Needs data.condition_side=False and training sides that are even (binomial
-  # P >= 0.05). Paper: False.
-  config.augment.flip_unilateral = False
+  # images. True needs data.condition_side=False and training sides that are even
+  # (binomial P >= 0.05) and refuses others; "auto" flips where both hold and stands
+  # down where not, with a log line (config.json records what it ran with). Paper: False.
+  config.augment.flip_unilateral = ml_collections.FieldReference(False, field_type=object)
   # Divide each blended slice by its own maximum again, so every real slice D sees
   # peaks at 1 as the evaluation's max-normalised slices do (augment.py). Paper: False.
   config.augment.renormalise = False

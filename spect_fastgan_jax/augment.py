@@ -9,7 +9,8 @@
    `flip_unilateral` (not in the paper; needs a condition without a side) unilateral
    slices flip too: the label stays "unilateral", every defect is learnt on both
    sides, and the generator's target has left and right defects equally often
-   (`check_side_share` refuses data whose own sides are uneven).
+   (`check_side_share` refuses data whose own sides are uneven). "auto"
+   (`with_flip_unilateral`) flips them where that is allowed and stands down where not.
 
 With `blend_prob` < 1 (not in the paper) only that share of the slices is blended.
 A blend averages the count noise of two slices, so a generator trained on blends
@@ -45,8 +46,9 @@ def check_config(augment_config) -> None:
   for f in ("blend", "flip", "renormalise"):
     check_field(isinstance(augment_config[f], bool), f"augment.{f}", augment_config[f], "must be True or False")
   v = augment_config.get("flip_unilateral", False)
-  check_field(isinstance(v, bool), "augment.flip_unilateral", v, "must be True or False")
-  check_field(not (v and not augment_config.flip), "augment.flip_unilateral", v,
+  check_field(isinstance(v, bool) or v == AUTO, "augment.flip_unilateral", v,
+              f"must be True, False or {AUTO!r}")
+  check_field(not (v is True and not augment_config.flip), "augment.flip_unilateral", v,
               "needs augment.flip=True (it flips unilateral slices besides the others)")
   for f in ("max_shift", "diff_shift"):
     v = augment_config[f]
@@ -109,8 +111,19 @@ def with_blend_share(config, slices: np.ndarray, log=lambda msg: None):
 
 def flips_unilateral(augment_config) -> bool:
   """A run's augment.flip_unilateral (with augment.flip); False where its config predates
-  the field."""
-  return bool(augment_config.flip) and bool(augment_config.get("flip_unilateral", False))
+  the field. ValueError for "auto", which training resolves from the data
+  (`with_flip_unilateral`); a trained run's config (workdir.require_run_config) holds
+  the resolved value."""
+  v = augment_config.get("flip_unilateral", False)
+  if v == AUTO:
+    raise ValueError("augment.flip_unilateral='auto' is resolved from the training data; read "
+                     "the run's config with workdir.require_run_config, which holds the value it ran with")
+  return bool(augment_config.flip) and bool(v)
+
+
+# augment.flip_unilateral's value that flips unilateral slices wherever the run and its
+# data allow it (`with_flip_unilateral`).
+AUTO = "auto"
 
 
 # The left share of the training set's unilateral defects must be even at this binomial
@@ -118,27 +131,59 @@ def flips_unilateral(augment_config) -> bool:
 SIDE_SHARE_MIN_P = 0.05
 
 
-def check_side_share(side: np.ndarray, pattern: np.ndarray, subject: np.ndarray,
-                     source: str = "the training subjects") -> str:
-  """Raises DataError when the sides of the unilateral defects are uneven: of the
-  subjects with a unilateral slice and a side label ('left'/'right'; others unknown
-  and not counted), one count per subject (its slices share the defect), binomial P <
-  SIDE_SHARE_MIN_P against 0.5. augment.flip_unilateral would train an even split that
-  the data does not have. Returns what it found, for the log."""
+def side_share(side: np.ndarray, pattern: np.ndarray, subject: np.ndarray) -> tuple[str, float | None]:
+  """(what it found, binomial P against an even split; None where nothing is known) for
+  the sides of the unilateral defects: of the subjects with a unilateral slice and a side
+  label ('left'/'right'; others unknown and not counted), one count per subject (its
+  slices share the defect)."""
   from scipy import stats as sp_stats
   known = (np.asarray(pattern) == "unilateral") & np.isin(side, ("left", "right"))
   subjects, first = np.unique(np.asarray(subject)[known], return_index=True)
   left = int(np.sum(np.asarray(side)[known][first] == "left"))
   n = len(subjects)
   if n == 0:
-    return "augment.flip_unilateral: no unilateral slice has a side label, so their balance is not checked"
+    return "no unilateral slice has a side label, so their balance is not checked", None
   p = float(sp_stats.binomtest(left, n, 0.5).pvalue)
-  found = (f"{left} of the {n} subjects with a unilateral defect of known side have it on the left "
-           f"({left / n:.0%}, binomial P {p:.3g} against an even split)")
-  if p < SIDE_SHARE_MIN_P:
+  return (f"{left} of the {n} subjects with a unilateral defect of known side have it on the left "
+          f"({left / n:.0%}, binomial P {p:.3g} against an even split)"), p
+
+
+def check_side_share(side: np.ndarray, pattern: np.ndarray, subject: np.ndarray,
+                     source: str = "the training subjects") -> str:
+  """Raises DataError when the sides of the unilateral defects are uneven (`side_share`
+  P < SIDE_SHARE_MIN_P): augment.flip_unilateral=True would train an even split that the
+  data does not have. Returns what it found, for the log."""
+  found, p = side_share(side, pattern, subject)
+  if p is not None and p < SIDE_SHARE_MIN_P:
     raise DataError(f"{source}: {found}, and config augment.flip_unilateral=True would teach the "
-                    "generator an even split; set --config.augment.flip_unilateral=False for this data")
+                    "generator an even split; set --config.augment.flip_unilateral=False (or "
+                    f"{AUTO!r}) for this data")
   return f"augment.flip_unilateral: {found}"
+
+
+def resolve_flip_unilateral(augment_config, side_conditioned: bool, side: np.ndarray,
+                            pattern: np.ndarray, subject: np.ndarray,
+                            source: str = "the training subjects") -> tuple[bool, str]:
+  """(whether training flips unilateral slices, a log line saying why; "" for False as
+  given). True and False stand as given (True with `check_side_share`, which refuses
+  uneven sides); "auto" flips them unless augment.flip is off, the run is
+  side-conditioned (data.condition_side) or their sides are uneven (`side_share` P <
+  SIDE_SHARE_MIN_P), and then stands down instead of refusing."""
+  v = augment_config.get("flip_unilateral", False)
+  if v != AUTO:
+    on = flips_unilateral(augment_config)
+    return on, (check_side_share(side, pattern, subject, source) if on else "")
+  if not augment_config.flip:
+    return False, "augment.flip_unilateral auto: off, as augment.flip is off"
+  if side_conditioned:
+    return False, ("augment.flip_unilateral auto: off, as the run is side-conditioned "
+                   "(data.condition_side=True): a flip would move a defect to the side its "
+                   "condition does not ask for")
+  found, p = side_share(side, pattern, subject)
+  if p is not None and p < SIDE_SHARE_MIN_P:
+    return False, (f"augment.flip_unilateral auto: off, as in {source} {found}: flipping would "
+                   "teach the generator an even split the data does not have")
+  return True, f"augment.flip_unilateral auto: on; {found}"
 
 
 def shift_rows(images: Array, shifts: Array) -> Array:

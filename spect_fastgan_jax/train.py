@@ -65,7 +65,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   input_pipeline.check_config(config.data)
   models.from_config(config.model)
   augment_lib.check_config(config.augment)
-  check_field(not (augment_lib.flips_unilateral(config.augment)
+  check_field(not (config.augment.get("flip_unilateral", False) is True and config.augment.flip
                    and conditions.side_conditioned(config.data)),
               "augment.flip_unilateral", True, "must be False in a side-conditioned run "
               "(data.condition_side=True): a flip would move a unilateral defect to the side "
@@ -75,6 +75,37 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   checkpoints.check_config(config.checkpoint)
   # num_devices, and whether the batch splits over them (all processes' devices).
   sharding.make_mesh(config.num_devices, config.batch_size)
+
+
+def derive_from_data(config: ml_collections.ConfigDict, dataset, log=lambda msg: None):
+  """(the config training runs with, {field: value} of what it derived): `config` with
+  augment.flip_unilateral "auto" resolved from `dataset`'s unilateral sides
+  (augment.resolve_flip_unilateral, which also refuses uneven sides for True). The
+  user's config is what config.json records and resumes against; the derived values
+  go beside it ("derived"), where readers of the run find them."""
+  on, why = augment_lib.resolve_flip_unilateral(
+      config.augment, conditions.side_conditioned(config.data), dataset.side, dataset.pattern,
+      dataset.subject, "the training subjects (after any data.holdout_fraction)")
+  if why:
+    log(why)
+  if config.augment.get("flip_unilateral", False) != augment_lib.AUTO:
+    return config, {}
+  derived = {"augment.flip_unilateral": on}
+  return with_derived(config, derived), derived
+
+
+def with_derived(config: ml_collections.ConfigDict, derived: dict) -> ml_collections.ConfigDict:
+  """A copy of `config` with the fields of `derived` ({"block.field": value}) set, whatever
+  type the field held as given (augment.flip_unilateral "auto" becomes a bool)."""
+  if not derived:
+    return config
+  resolved = config.copy_and_resolve_references()
+  for name, value in derived.items():
+    block_name, _, field = name.partition(".")
+    block = resolved[block_name].to_dict()
+    block[field] = value
+    resolved[block_name] = ml_collections.ConfigDict(block)
+  return resolved
 
 
 def networks(config: ml_collections.ConfigDict) -> tuple[models.Generator, models.Discriminator]:
@@ -201,17 +232,15 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   # Before any folder is made: data that cannot be encoded (a unilateral slice without
   # a side for a side-conditioned run), or whose uneven sides a unilateral flip would
   # even out, is refused with nothing written.
-  flip_unilateral = augment_lib.flips_unilateral(config.augment)
-  if flip_unilateral:
-    log(augment_lib.check_side_share(dataset.side, dataset.pattern, dataset.subject,
-                                     "the training subjects (after any data.holdout_fraction)"))
+  step_config, derived = derive_from_data(config, dataset, log)
+  flip_unilateral = augment_lib.flips_unilateral(step_config.augment)
   data = input_pipeline.device_data(dataset, levels, float(config.data.condition_balance),
                                     conditions.side_conditioned(config.data), flip_unilateral)
-  # The blend's share where augment.blend_mc_excess derives it from these slices; the
-  # user's config is what config.json records and resumes against.
-  step_config = augment_lib.with_blend_share(config, np.asarray(data.slices), log)
+  # The blend's share where augment.blend_mc_excess derives it from these slices.
+  blend_config = augment_lib.with_blend_share(step_config, np.asarray(data.slices), log)
+  if blend_config is not step_config:
+    step_config, derived = blend_config, {**derived, "augment.blend_prob": blend_config.augment.blend_prob}
   data = sharding.replicate(data, mesh)
-  derived = {} if step_config is config else {"augment.blend_prob": step_config.augment.blend_prob}
   for _, w in runs:
     # Creates w and proves it writable before the compile: an unwritable or full
     # workdir stops here with one line and nothing written.
@@ -255,11 +284,12 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     monitor = None
     if config.log.monitor_every_epochs and writer:
       from spect_fastgan_jax.evaluation import monitor as monitor_lib
-      monitor = monitor_lib.Monitor(config, runs[0][1], dataset, g,
+      monitor = monitor_lib.Monitor(step_config, runs[0][1], dataset, g,
                                     int(config.log.monitor_per_condition), log)
     progress = runlog.Progress(config, first_epoch, METRICS, show=writer)
     end_epoch = _EpochEnd(sampler_fn, data, monitor, g, log)
-    outs = [_SeedOutputs(c, w, ck, rl, f" (seed {c.seed})" if num_seeds > 1 else "")
+    # Each seed's grids sample as its run's readers will: with what training derived.
+    outs = [_SeedOutputs(with_derived(c, derived), w, ck, rl, f" (seed {c.seed})" if num_seeds > 1 else "")
             for (c, w), ck, rl in zip(runs, ckpts, logs)]
     try:
       for epoch in range(first_epoch, config.num_epochs + 1):

@@ -178,11 +178,15 @@ def _not_a_record(path: str, why: str) -> RunError:
                   "another --workdir")
 
 
-def read_run_config(workdir: str) -> ml_collections.ConfigDict | None:
-  """The config a run in `workdir` was trained with; None if there is none.
+def read_run_config(workdir: str, with_derived: bool = False) -> ml_collections.ConfigDict | None:
+  """The config a run in `workdir` was given; None if there is none.
 
   Fields added since the run was written get the values it computed with
-  (ADDED_FIELDS), so every reader sees a complete config.
+  (ADDED_FIELDS), so every reader sees a complete config. With `with_derived`, the
+  values training derived from the data (config.json's "derived", such as
+  augment.flip_unilateral "auto" resolved) replace what was given: the config the run
+  computed with, as its readers (sampling, evaluation, the audit) need it. Without,
+  the config as given, which a resumed run must match.
   """
   record = read_run_record(workdir)
   if record is None:
@@ -197,12 +201,21 @@ def read_run_config(workdir: str) -> ml_collections.ConfigDict | None:
   for block, fields in ADDED_FIELDS.items():
     if isinstance(config.get(block), dict):
       config[block] = {**fields, **config[block]}
+  derived = record.get("derived") or {}
+  if not isinstance(derived, dict):
+    raise _not_a_record(path, "its 'derived' is not an object")
+  for name, value in (derived.items() if with_derived else ()):
+    block, _, field = name.partition(".")
+    if not (isinstance(config.get(block), dict) and field in config[block]):
+      raise _not_a_record(path, f"its 'derived' names {name!r}, which its config does not have")
+    config[block][field] = value
   return ml_collections.ConfigDict(config)
 
 
 def require_run_config(workdir: str) -> ml_collections.ConfigDict:
-  """`read_run_config`, or MissingRunError naming the config.json that is not there."""
-  config = read_run_config(workdir)
+  """`read_run_config` with what training derived from the data (the config the run
+  computed with), or MissingRunError naming the config.json that is not there."""
+  config = read_run_config(workdir, with_derived=True)
   if config is None:
     seeds = sorted(d for d in (os.listdir(workdir) if os.path.isdir(workdir) else ())
                    if d.startswith("seed_") and os.path.exists(os.path.join(workdir, d, "config.json")))

@@ -259,6 +259,7 @@ def test_generator_and_discriminator_condition_modes(tiny_config_a):
                                          ("augment.blend_prob", 0.0), ("augment.blend_prob", 1.2),
                                          ("augment.blend_mc_excess", -0.01),
                                          ("augment.blend_mc_excess", 1.0),
+                                         ("augment.flip_unilateral", "maybe"),
                                          ("log.monitor_every_epochs", -1),
                                          ("log.monitor_per_condition", 1),
                                          ("loss.mode_seeking_target", 0.0),
@@ -345,17 +346,22 @@ def test_a_run_with_every_fidelity_option_trains_and_logs_the_diversity_curve(tm
   config.loss.condition_aux = 0.5
   config.optim.lr_decay_epochs = 2
   config.loss.mode_seeking_pairs = 1
-  config.augment.flip_unilateral = True   # needs even sides: half the toy's defects mirrored left
+  config.augment.flip_unilateral = "auto"   # on: half the toy's defects mirrored left
   config.augment.blend_mc_excess = 1e-4   # far below the toy's excess: a share under 0.5
+  config.log.sample_every_epochs = 2      # the grid samples with the resolved flip
   said = []
   train.train(config, str(tmp_path), sided_toy(3), log=said.append)
   records = runlog.read(str(tmp_path))
-  # The share derived from the training slices is what training used and what the run records;
-  # config.json keeps the field as given, so the same command resumes.
+  # What training derived from the slices is what it used and what the run records;
+  # config.json keeps the fields as given, so the same command resumes.
   record = json.load(open(tmp_path / "config.json"))
   share = record["derived"]["augment.blend_prob"]
   assert 0.01 <= share < 0.5 and record["config"]["augment"]["blend_prob"] == 0.5
   assert any(f"a share of {share:.2f} is blended" in m for m in said)
+  assert record["derived"]["augment.flip_unilateral"] is True
+  assert record["config"]["augment"]["flip_unilateral"] == "auto"
+  assert any(m.startswith("augment.flip_unilateral auto: on") for m in said)
+  assert os.listdir(tmp_path / "samples_during_training")
   assert [r["epoch"] for r in records] == [1, 2]
   for r in records:
     assert all(np.isfinite(r[k]) for k in r)

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import toy_dataset
 from spect_fastgan_jax import augment, conditions, errors, input_pipeline, models, sample, train
+from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.evaluation import memorisation, metrics, report_md, score
 from test_memorisation import _data
 from test_side_condition import sided_toy
@@ -97,6 +98,56 @@ def test_training_gives_the_augmentation_the_unilateral_flip(tmp_path, tiny_conf
   np.testing.assert_array_equal(seen[0], ds.pattern != "unilateral")
   assert seen[1].all()
   assert any("augment.flip_unilateral: 6 of the 12 subjects" in s for s in said)
+
+
+def test_auto_flips_where_allowed_and_stands_down_where_not(tmp_path, tiny_config_a, monkeypatch):
+  config = tiny_config_a
+  config.augment.flip_unilateral = "auto"
+  train.check_config(config)   # "auto" is valid, with a side-conditioned run too
+  said = []
+  # Even sides: on, said, and recorded beside the config as given.
+  resolved, derived = train.derive_from_data(config, sided_toy(4), said.append)
+  assert resolved.augment.flip_unilateral is True and derived == {"augment.flip_unilateral": True}
+  assert config.augment.flip_unilateral == "auto"
+  assert said[-1].startswith("augment.flip_unilateral auto: on; 6 of the 12 subjects")
+  # Uneven sides (toy_dataset's defects are all on the right): off, not refused.
+  resolved, derived = train.derive_from_data(config, toy_dataset(4), said.append)
+  assert derived == {"augment.flip_unilateral": False}
+  assert "auto: off" in said[-1] and "0 of the 12 subjects" in said[-1]
+  # A side-conditioned run, and a run without augment.flip: off.
+  config.data.condition_side = True
+  assert train.derive_from_data(config, sided_toy(4), said.append)[1] == {"augment.flip_unilateral": False}
+  assert "side-conditioned" in said[-1]
+  config.data.condition_side, config.augment.flip = False, False
+  assert train.derive_from_data(config, sided_toy(4), said.append)[1] == {"augment.flip_unilateral": False}
+  config.augment.flip = True
+  # An unresolved "auto" is never read as a flag.
+  with pytest.raises(ValueError, match="auto"):
+    augment.flips_unilateral(config.augment)
+  # The run's readers get the resolved value; a resume compares the value as given.
+  run = str(tmp_path)
+  workdir_lib.write_run_config(run, config, None, {"augment.flip_unilateral": True})
+  assert workdir_lib.require_run_config(run).augment.flip_unilateral is True
+  assert workdir_lib.read_run_config(run).augment.flip_unilateral == "auto"
+  workdir_lib.check_resumable(workdir_lib.read_run_config(run), config)
+  # Training reaches the augmentation with the resolved flip.
+  seen = []
+
+  def spy(*args, **kwargs):
+    seen.append(kwargs.get("flip_unilateral", args[-1] if len(args) > 4 else None))
+    raise KeyboardInterrupt
+  monkeypatch.setattr(input_pipeline, "device_data", spy)
+  for ds in (sided_toy(4), toy_dataset(4)):
+    with pytest.raises(KeyboardInterrupt):
+      train.train(config, os.path.join(tmp_path, str(len(seen))), ds, log=said.append)
+  assert seen == [True, False]
+
+
+def test_a_damaged_derived_record_is_named(tmp_path, tiny_config_a):
+  run = str(tmp_path)
+  workdir_lib.write_run_config(run, tiny_config_a, None, {"augment.no_such_field": 1})
+  with pytest.raises(errors.RunError, match=r"config\.json.*augment\.no_such_field"):
+    workdir_lib.require_run_config(run)
 
 
 def test_symmetric_sampling_mirrors_unilateral_images_where_training_flips_them(tiny_config_a):

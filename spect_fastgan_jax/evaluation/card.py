@@ -139,7 +139,8 @@ def build(workdir: str, epoch: int, report: dict | None = None, report_path: str
           "limit_subjects": data.get("limit_subjects", "")},
       "recipe": {"config_file": os.path.abspath(os.path.join(workdir, "config.json")),
                  "config_hash": workdir_lib.config_hash(config),
-                 # Settings training derived from the data (augment.blend_mc_excess) as run.
+                 # Settings training derived from the data (augment.blend_mc_excess,
+                 # augment.flip_unilateral "auto") as run.
                  "settings": {**{f: _field(config, f) for f in _RECIPE_FIELDS if _field(config, f) is not None},
                               **(record.get("derived") or {})}},
       "epoch": _epoch_choice(int(epoch), workdir_lib.newest_selection(workdir)),
