@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.data.stats import mean_counts, normalise
 from spect_fastgan_jax.errors import DataError, check_field, is_number, is_whole
 
@@ -184,6 +185,22 @@ def resolve_flip_unilateral(augment_config, side_conditioned: bool, side: np.nda
     return False, (f"augment.flip_unilateral auto: off, as in {source} {found}: flipping would "
                    "teach the generator an even split the data does not have")
   return True, f"augment.flip_unilateral auto: on; {found}"
+
+
+def with_resolved_flip(config, side_conditioned: bool, dataset, log=lambda msg: None):
+  """(the config training runs with, {field: value} of what it derived): `config` with
+  augment.flip_unilateral "auto" resolved from the unilateral sides of the SliceDataset
+  `dataset` (`resolve_flip_unilateral`, which also refuses uneven sides for True). The
+  config as given is what config.json records and a resume compares; the derived
+  values go beside it ("derived"), where the run's readers find them."""
+  on, why = resolve_flip_unilateral(config.augment, side_conditioned, dataset.side, dataset.pattern,
+                                    dataset.subject, "the training subjects (after any data.holdout_fraction)")
+  if why:
+    log(why)
+  if config.augment.get("flip_unilateral", False) != AUTO:
+    return config, {}
+  derived = {"augment.flip_unilateral": on}
+  return workdir_lib.with_derived(config, derived), derived
 
 
 def shift_rows(images: Array, shifts: Array) -> Array:

@@ -77,37 +77,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   sharding.make_mesh(config.num_devices, config.batch_size)
 
 
-def derive_from_data(config: ml_collections.ConfigDict, dataset, log=lambda msg: None):
-  """(the config training runs with, {field: value} of what it derived): `config` with
-  augment.flip_unilateral "auto" resolved from `dataset`'s unilateral sides
-  (augment.resolve_flip_unilateral, which also refuses uneven sides for True). The
-  user's config is what config.json records and resumes against; the derived values
-  go beside it ("derived"), where readers of the run find them."""
-  on, why = augment_lib.resolve_flip_unilateral(
-      config.augment, conditions.side_conditioned(config.data), dataset.side, dataset.pattern,
-      dataset.subject, "the training subjects (after any data.holdout_fraction)")
-  if why:
-    log(why)
-  if config.augment.get("flip_unilateral", False) != augment_lib.AUTO:
-    return config, {}
-  derived = {"augment.flip_unilateral": on}
-  return with_derived(config, derived), derived
-
-
-def with_derived(config: ml_collections.ConfigDict, derived: dict) -> ml_collections.ConfigDict:
-  """A copy of `config` with the fields of `derived` ({"block.field": value}) set, whatever
-  type the field held as given (augment.flip_unilateral "auto" becomes a bool)."""
-  if not derived:
-    return config
-  resolved = config.copy_and_resolve_references()
-  for name, value in derived.items():
-    block_name, _, field = name.partition(".")
-    block = resolved[block_name].to_dict()
-    block[field] = value
-    resolved[block_name] = ml_collections.ConfigDict(block)
-  return resolved
-
-
 def networks(config: ml_collections.ConfigDict) -> tuple[models.Generator, models.Discriminator]:
   """G and D as training builds them: D with the auxiliary condition head when
   config.loss.condition_aux > 0."""
@@ -232,7 +201,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   # Before any folder is made: data that cannot be encoded (a unilateral slice without
   # a side for a side-conditioned run), or whose uneven sides a unilateral flip would
   # even out, is refused with nothing written.
-  step_config, derived = derive_from_data(config, dataset, log)
+  step_config, derived = augment_lib.with_resolved_flip(
+      config, conditions.side_conditioned(config.data), dataset, log)
   flip_unilateral = augment_lib.flips_unilateral(step_config.augment)
   data = input_pipeline.device_data(dataset, levels, float(config.data.condition_balance),
                                     conditions.side_conditioned(config.data), flip_unilateral)
@@ -289,7 +259,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     progress = runlog.Progress(config, first_epoch, METRICS, show=writer)
     end_epoch = _EpochEnd(sampler_fn, data, monitor, g, log)
     # Each seed's grids sample as its run's readers will: with what training derived.
-    outs = [_SeedOutputs(with_derived(c, derived), w, ck, rl, f" (seed {c.seed})" if num_seeds > 1 else "")
+    outs = [_SeedOutputs(workdir_lib.with_derived(c, derived), w, ck, rl, f" (seed {c.seed})" if num_seeds > 1 else "")
             for (c, w), ck, rl in zip(runs, ckpts, logs)]
     try:
       for epoch in range(first_epoch, config.num_epochs + 1):

@@ -178,11 +178,11 @@ def _not_a_record(path: str, why: str) -> RunError:
                   "another --workdir")
 
 
-def read_run_config(workdir: str, with_derived: bool = False) -> ml_collections.ConfigDict | None:
+def read_run_config(workdir: str, with_derived_values: bool = False) -> ml_collections.ConfigDict | None:
   """The config a run in `workdir` was given; None if there is none.
 
   Fields added since the run was written get the values it computed with
-  (ADDED_FIELDS), so every reader sees a complete config. With `with_derived`, the
+  (ADDED_FIELDS), so every reader sees a complete config. With `with_derived_values`, the
   values training derived from the data (config.json's "derived", such as
   augment.flip_unilateral "auto" resolved) replace what was given: the config the run
   computed with, as its readers (sampling, evaluation, the audit) need it. Without,
@@ -201,21 +201,39 @@ def read_run_config(workdir: str, with_derived: bool = False) -> ml_collections.
   for block, fields in ADDED_FIELDS.items():
     if isinstance(config.get(block), dict):
       config[block] = {**fields, **config[block]}
+  config = ml_collections.ConfigDict(config)
   derived = record.get("derived") or {}
   if not isinstance(derived, dict):
     raise _not_a_record(path, "its 'derived' is not an object")
-  for name, value in (derived.items() if with_derived else ()):
-    block, _, field = name.partition(".")
-    if not (isinstance(config.get(block), dict) and field in config[block]):
-      raise _not_a_record(path, f"its 'derived' names {name!r}, which its config does not have")
-    config[block][field] = value
-  return ml_collections.ConfigDict(config)
+  try:
+    return with_derived(config, derived) if with_derived_values else config
+  except KeyError as e:
+    raise _not_a_record(path, f"its 'derived' names {e.args[0]!r}, which its config does not have") from e
+
+
+def with_derived(config: ml_collections.ConfigDict, derived: dict) -> ml_collections.ConfigDict:
+  """A copy of `config` with the fields of `derived` ({"block.field": value}, what
+  training derived from the data) set, whatever type the field held as given
+  (augment.flip_unilateral "auto" becomes a bool); `config` itself if there are none.
+  KeyError naming a field `config` does not have."""
+  if not derived:
+    return config
+  resolved = config.copy_and_resolve_references()
+  for name, value in derived.items():
+    block_name, _, field = name.partition(".")
+    if block_name not in resolved or not hasattr(resolved[block_name], "to_dict") \
+        or field not in resolved[block_name]:
+      raise KeyError(name)
+    block = resolved[block_name].to_dict()
+    block[field] = value
+    resolved[block_name] = ml_collections.ConfigDict(block)
+  return resolved
 
 
 def require_run_config(workdir: str) -> ml_collections.ConfigDict:
   """`read_run_config` with what training derived from the data (the config the run
   computed with), or MissingRunError naming the config.json that is not there."""
-  config = read_run_config(workdir, with_derived=True)
+  config = read_run_config(workdir, with_derived_values=True)
   if config is None:
     seeds = sorted(d for d in (os.listdir(workdir) if os.path.isdir(workdir) else ())
                    if d.startswith("seed_") and os.path.exists(os.path.join(workdir, d, "config.json")))

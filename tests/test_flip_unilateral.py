@@ -106,20 +106,19 @@ def test_auto_flips_where_allowed_and_stands_down_where_not(tmp_path, tiny_confi
   train.check_config(config)   # "auto" is valid, with a side-conditioned run too
   said = []
   # Even sides: on, said, and recorded beside the config as given.
-  resolved, derived = train.derive_from_data(config, sided_toy(4), said.append)
+  resolved, derived = augment.with_resolved_flip(config, False, sided_toy(4), said.append)
   assert resolved.augment.flip_unilateral is True and derived == {"augment.flip_unilateral": True}
   assert config.augment.flip_unilateral == "auto"
   assert said[-1].startswith("augment.flip_unilateral auto: on; 6 of the 12 subjects")
   # Uneven sides (toy_dataset's defects are all on the right): off, not refused.
-  resolved, derived = train.derive_from_data(config, toy_dataset(4), said.append)
+  resolved, derived = augment.with_resolved_flip(config, False, toy_dataset(4), said.append)
   assert derived == {"augment.flip_unilateral": False}
   assert "auto: off" in said[-1] and "0 of the 12 subjects" in said[-1]
   # A side-conditioned run, and a run without augment.flip: off.
-  config.data.condition_side = True
-  assert train.derive_from_data(config, sided_toy(4), said.append)[1] == {"augment.flip_unilateral": False}
+  assert augment.with_resolved_flip(config, True, sided_toy(4), said.append)[1] == {"augment.flip_unilateral": False}
   assert "side-conditioned" in said[-1]
-  config.data.condition_side, config.augment.flip = False, False
-  assert train.derive_from_data(config, sided_toy(4), said.append)[1] == {"augment.flip_unilateral": False}
+  config.augment.flip = False
+  assert augment.with_resolved_flip(config, False, sided_toy(4), said.append)[1] == {"augment.flip_unilateral": False}
   config.augment.flip = True
   # An unresolved "auto" is never read as a flag.
   with pytest.raises(ValueError, match="auto"):
