@@ -96,18 +96,19 @@ def blend_share(slices: np.ndarray, mc_excess: float) -> tuple[float, float]:
   return share, excess
 
 
-def with_blend_share(config, slices: np.ndarray, log=lambda msg: None):
-  """A training config with augment.blend_prob derived from `slices` (`blend_share`)
-  where augment.blend_mc_excess > 0; otherwise `config` itself."""
+def with_blend_share(config, slices: np.ndarray, derived: dict | None = None, log=lambda msg: None):
+  """(a training config with augment.blend_prob derived from `slices` (`blend_share`),
+  `derived` with that field added) where augment.blend_mc_excess > 0; otherwise
+  (`config` itself, `derived`)."""
+  derived = dict(derived or {})
   target = float(config.augment.get("blend_mc_excess", 0.0))
   if not (config.augment.blend and target > 0):
-    return config
+    return config, derived
   share, excess = blend_share(slices, target)
   log(f"augment.blend_mc_excess {target:g}: blending every slice would raise D's mean count ratio "
       f"{excess:+.1%} on these slices, so a share of {share:.2f} is blended (augment.blend_prob)")
-  derived = config.copy_and_resolve_references()
-  derived.augment.blend_prob = share
-  return derived
+  derived["augment.blend_prob"] = share
+  return workdir_lib.with_derived(config, {"augment.blend_prob": share}), derived
 
 
 def flips_unilateral(augment_config) -> bool:

@@ -201,15 +201,12 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   # Before any folder is made: data that cannot be encoded (a unilateral slice without
   # a side for a side-conditioned run), or whose uneven sides a unilateral flip would
   # even out, is refused with nothing written.
-  step_config, derived = augment_lib.with_resolved_flip(
-      config, conditions.side_conditioned(config.data), dataset, log)
-  flip_unilateral = augment_lib.flips_unilateral(step_config.augment)
-  data = input_pipeline.device_data(dataset, levels, float(config.data.condition_balance),
-                                    conditions.side_conditioned(config.data), flip_unilateral)
+  sided = conditions.side_conditioned(config.data)
+  step_config, derived = augment_lib.with_resolved_flip(config, sided, dataset, log)
+  data = input_pipeline.device_data(dataset, levels, float(config.data.condition_balance), sided,
+                                    augment_lib.flips_unilateral(step_config.augment))
   # The blend's share where augment.blend_mc_excess derives it from these slices.
-  blend_config = augment_lib.with_blend_share(step_config, np.asarray(data.slices), log)
-  if blend_config is not step_config:
-    step_config, derived = blend_config, {**derived, "augment.blend_prob": blend_config.augment.blend_prob}
+  step_config, derived = augment_lib.with_blend_share(step_config, np.asarray(data.slices), derived, log)
   data = sharding.replicate(data, mesh)
   for _, w in runs:
     # Creates w and proves it writable before the compile: an unwritable or full
@@ -241,7 +238,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     state = sharding.replicate(stacked, mesh)
     first_epoch = (last or 0) + 1
     log(f"training on {n} slices ({', '.join(levels)}), condition "
-        f"{conditions.condition_names(levels, conditions.side_conditioned(config.data))}, "
+        f"{conditions.condition_names(levels, sided)}, "
         f"{input_pipeline.steps_per_epoch(n, config.batch_size)} steps of batch {config.batch_size} "
         f"per epoch, epochs {first_epoch}..{config.num_epochs}"
         + (f", {num_seeds} seeds" if num_seeds > 1 else "")

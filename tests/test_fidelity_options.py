@@ -458,9 +458,11 @@ def test_blend_excess_is_the_mean_count_rise_of_random_blends_and_sets_the_share
   assert abs(augment.blend_excess(same)) < 1e-6 and augment.blend_share(same, 0.02)[0] == 1.0
   # The rule is off (the config as given) unless the field is set.
   config = dataset_a.get_config("cpu")
-  assert augment.with_blend_share(config, np.asarray(noisy)) is config
+  assert augment.with_blend_share(config, np.asarray(noisy)) == (config, {})
   config.augment.blend_mc_excess = excess / 4
-  assert augment.with_blend_share(config, np.asarray(noisy)).augment.blend_prob == 0.25
+  derived_config, derived = augment.with_blend_share(config, np.asarray(noisy), {"a.b": 1})
+  assert derived_config.augment.blend_prob == 0.25
+  assert derived == {"a.b": 1, "augment.blend_prob": 0.25}
   assert config.augment.blend_prob == 0.5
   config.augment.blend = False
   with pytest.raises(ValueError, match=r"augment\.blend_mc_excess.*needs augment\.blend=True"):
