@@ -10,7 +10,7 @@
    slices flip too: the label stays "unilateral", every defect is learnt on both
    sides, and the generator's target has left and right defects equally often
    (`check_side_share` refuses data whose own sides are uneven). "auto"
-   (`with_flip_unilateral`) flips them where that is allowed and stands down where not.
+   (`with_resolved_flip`) flips them where that is allowed and stands down where not.
 
 With `blend_prob` < 1 (not in the paper) only that share of the slices is blended.
 A blend averages the count noise of two slices, so a generator trained on blends
@@ -114,7 +114,7 @@ def with_blend_share(config, slices: np.ndarray, derived: dict | None = None, lo
 def flips_unilateral(augment_config) -> bool:
   """A run's augment.flip_unilateral (with augment.flip); False where its config predates
   the field. ValueError for "auto", which training resolves from the data
-  (`with_flip_unilateral`); a trained run's config (workdir.require_run_config) holds
+  (`with_resolved_flip`); a trained run's config (workdir.require_run_config) holds
   the resolved value."""
   v = augment_config.get("flip_unilateral", False)
   if v == AUTO:
@@ -124,7 +124,7 @@ def flips_unilateral(augment_config) -> bool:
 
 
 # augment.flip_unilateral's value that flips unilateral slices wherever the run and its
-# data allow it (`with_flip_unilateral`).
+# data allow it (`with_resolved_flip`).
 AUTO = "auto"
 
 
@@ -163,43 +163,31 @@ def check_side_share(side: np.ndarray, pattern: np.ndarray, subject: np.ndarray,
   return f"augment.flip_unilateral: {found}"
 
 
-def resolve_flip_unilateral(augment_config, side_conditioned: bool, side: np.ndarray,
-                            pattern: np.ndarray, subject: np.ndarray,
-                            source: str = "the training subjects") -> tuple[bool, str]:
-  """(whether training flips unilateral slices, a log line saying why; "" for False as
-  given). True and False stand as given (True with `check_side_share`, which refuses
-  uneven sides); "auto" flips them unless augment.flip is off, the run is
-  side-conditioned (data.condition_side) or their sides are uneven (`side_share` P <
-  SIDE_SHARE_MIN_P), and then stands down instead of refusing."""
-  v = augment_config.get("flip_unilateral", False)
-  if v != AUTO:
-    on = flips_unilateral(augment_config)
-    return on, (check_side_share(side, pattern, subject, source) if on else "")
-  if not augment_config.flip:
-    return False, "augment.flip_unilateral auto: off, as augment.flip is off"
-  if side_conditioned:
-    return False, ("augment.flip_unilateral auto: off, as the run is side-conditioned "
-                   "(data.condition_side=True): a flip would move a defect to the side its "
-                   "condition does not ask for")
-  found, p = side_share(side, pattern, subject)
-  if p is not None and p < SIDE_SHARE_MIN_P:
-    return False, (f"augment.flip_unilateral auto: off, as in {source} {found}: flipping would "
-                   "teach the generator an even split the data does not have")
-  return True, f"augment.flip_unilateral auto: on; {found}"
-
-
 def with_resolved_flip(config, side_conditioned: bool, dataset, log=lambda msg: None):
-  """(the config training runs with, {field: value} of what it derived): `config` with
-  augment.flip_unilateral "auto" resolved from the unilateral sides of the SliceDataset
-  `dataset` (`resolve_flip_unilateral`, which also refuses uneven sides for True). The
-  config as given is what config.json records and a resume compares; the derived
-  values go beside it ("derived"), where the run's readers find them."""
-  on, why = resolve_flip_unilateral(config.augment, side_conditioned, dataset.side, dataset.pattern,
-                                    dataset.subject, "the training subjects (after any data.holdout_fraction)")
-  if why:
-    log(why)
+  """(the config training runs with, {field: value} of what it derived) for the unilateral
+  flip. True and False stand as given (True with `check_side_share`, which refuses
+  uneven sides, its finding logged); "auto" flips unilateral slices unless augment.flip
+  is off, the run is side-conditioned (data.condition_side) or the sides in the
+  SliceDataset `dataset` are uneven (`side_share` P < SIDE_SHARE_MIN_P), and then stands
+  down instead of refusing, saying why in `log`. The config as given is what config.json
+  records and a resume compares; the resolved value goes beside it ("derived"), where
+  the run's readers find it."""
+  source = "the training subjects (after any data.holdout_fraction)"
   if config.augment.get("flip_unilateral", False) != AUTO:
+    if flips_unilateral(config.augment):
+      log(check_side_share(dataset.side, dataset.pattern, dataset.subject, source))
     return config, {}
+  if not config.augment.flip:
+    on, why = False, "off, as augment.flip is off"
+  elif side_conditioned:
+    on, why = False, ("off, as the run is side-conditioned (data.condition_side=True): a flip "
+                      "would move a defect to the side its condition does not ask for")
+  else:
+    found, p = side_share(dataset.side, dataset.pattern, dataset.subject)
+    on = p is None or p >= SIDE_SHARE_MIN_P
+    why = (f"on; {found}" if on else f"off, as in {source} {found}: flipping would teach the "
+           "generator an even split the data does not have")
+  log(f"augment.flip_unilateral auto: {why}")
   derived = {"augment.flip_unilateral": on}
   return workdir_lib.with_derived(config, derived), derived
 
