@@ -205,10 +205,16 @@ def read_run_config(workdir: str, with_derived_values: bool = False) -> ml_colle
   derived = record.get("derived") or {}
   if not isinstance(derived, dict):
     raise _not_a_record(path, "its 'derived' is not an object")
+  if not with_derived_values:
+    return config
   try:
-    return with_derived(config, derived) if with_derived_values else config
+    config = with_derived(config, derived)
   except KeyError as e:
     raise _not_a_record(path, f"its 'derived' names {e.args[0]!r}, which its config does not have") from e
+  if "augment" in config and config.augment.get("flip_unilateral") == "auto":
+    raise _not_a_record(path, "its augment.flip_unilateral is 'auto' and its 'derived' lacks the "
+                              "value training resolved that to")
+  return config
 
 
 def with_derived(config: ml_collections.ConfigDict, derived: dict) -> ml_collections.ConfigDict:

@@ -147,6 +147,14 @@ def test_a_damaged_derived_record_is_named(tmp_path, tiny_config_a):
   workdir_lib.write_run_config(run, tiny_config_a, None, {"augment.no_such_field": 1})
   with pytest.raises(errors.RunError, match=r"config\.json.*augment\.no_such_field"):
     workdir_lib.require_run_config(run)
+  # "auto" is only ever read resolved: a record without the resolved value is named.
+  tiny_config_a.augment.flip_unilateral = "auto"
+  workdir_lib.write_run_config(run, tiny_config_a, None, {})
+  assert workdir_lib.read_run_config(run).augment.flip_unilateral == "auto"
+  with pytest.raises(errors.RunError, match=r"config\.json.*flip_unilateral is 'auto'"):
+    workdir_lib.require_run_config(run)
+  workdir_lib.write_run_config(run, tiny_config_a, None, {"augment.flip_unilateral": False})
+  assert workdir_lib.require_run_config(run).augment.flip_unilateral is False
 
 
 def test_symmetric_sampling_mirrors_unilateral_images_where_training_flips_them(tiny_config_a):
