@@ -185,8 +185,12 @@ def fidelity_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   # brains moved as the real ones never are, blends smoother than any real slice.
   # DiffAugment's shift shows D moved brains without teaching G to move them.
   config.augment.diff_shift = 6
+  # The blend's share follows the data's own count noise: noisy slices are blended
+  # less (augment.blend_mc_excess). Unilateral defects are learnt on both sides where
+  # the run and its training sides allow it (experiments/robust_fidelity/LOG.md, R1).
   config.augment.max_shift = 0
-  config.augment.blend_prob = 0.5
+  config.augment.blend_mc_excess = 0.02
+  config.augment.flip_unilateral = "auto"
   config.augment.renormalise = True
   # Networks: G's output scaled as real slices are, noise at 64 px, conditional
   # BatchNorm in G and a projection head in D.

@@ -187,7 +187,9 @@ def test_images_match_mode_sample_at_the_cpu_schedule_widths(tmp_path):
   config = dataset_a.get_config("cpu")
   config.sample.batch_size = 64
   workdir = str(tmp_path)
-  workdir_lib.write_run_config(workdir, config)
+  # As training records it on the embedded default: unilateral slices flipped.
+  workdir_lib.write_run_config(workdir, config, derived={"augment.flip_unilateral": True})
+  config = workdir_lib.require_run_config(workdir)
   save_random_sampler_checkpoints(workdir, config, epochs=(1,))
   out = sample.sample_run(config, workdir, 1, num_per_condition=1, log=lambda m: None)
   with np.load(os.path.join(out, "samples.npz")) as z:

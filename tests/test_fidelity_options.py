@@ -299,7 +299,8 @@ def test_config_variants():
   assert paper.optim.b1 == 0.9 and paper.loss.mode_seeking == 0 and paper.optim.ema_decay == 0
   assert cpu.loss.mode_seeking > 0 and cpu.model.g_channels != paper.model.g_channels
   assert (paper.augment.max_shift, paper.augment.blend_prob) == (2, 1.0)
-  assert (cpu.augment.max_shift, cpu.augment.blend_prob) == (0, 0.5)
+  assert (cpu.augment.max_shift, cpu.augment.blend_mc_excess, cpu.augment.flip_unilateral) == (0, 0.02, "auto")
+  assert (paper.augment.blend_mc_excess, paper.augment.flip_unilateral) == (0, False)
   assert cpu.sample.symmetric_flip and not paper.sample.symmetric_flip
   assert cpu.loss.condition_aux == 0.5 and paper.loss.condition_aux == 0
   cpu_paper = dataset_a.get_config("cpu_paper")
@@ -456,14 +457,15 @@ def test_blend_excess_is_the_mean_count_rise_of_random_blends_and_sets_the_share
   # Slices equal to their neighbours: a blend changes nothing, every slice may be blended.
   same = np.repeat(np.asarray(noisy[:, 1:2]), 3, axis=1)
   assert abs(augment.blend_excess(same)) < 1e-6 and augment.blend_share(same, 0.02)[0] == 1.0
-  # The rule is off (the config as given) unless the field is set.
-  config = dataset_a.get_config("cpu")
+  # The rule is off (the config as given) where the field is 0, as in the paper's config.
+  config = dataset_a.get_config()
   assert augment.with_blend_share(config, np.asarray(noisy)) == (config, {})
+  config = dataset_a.get_config("cpu")
   config.augment.blend_mc_excess = excess / 4
   derived_config, derived = augment.with_blend_share(config, np.asarray(noisy), {"a.b": 1})
   assert derived_config.augment.blend_prob == 0.25
   assert derived == {"a.b": 1, "augment.blend_prob": 0.25}
-  assert config.augment.blend_prob == 0.5
+  assert config.augment.blend_prob == 1.0   # the config as given is left as it was
   config.augment.blend = False
   with pytest.raises(ValueError, match=r"augment\.blend_mc_excess.*needs augment\.blend=True"):
     augment.check_config(config.augment)
@@ -545,7 +547,8 @@ def test_a_run_from_before_the_fidelity_fields_resumes(tmp_path, tiny_config_a, 
 def test_sampling_a_recipe_run_with_another_config_says_it_loses_the_flip(tmp_path):
   """select, evaluate and sample take the sample block from --config; a recipe run sampled
   with the paper's config loses its symmetric flip, and the log says so."""
-  workdir_lib.write_run_config(str(tmp_path), dataset_a.get_config("cpu"))
+  workdir_lib.write_run_config(str(tmp_path), dataset_a.get_config("cpu"),
+                               derived={"augment.flip_unilateral": True})
   said = []
   cfg = modes.run_config(dataset_a.get_config(), str(tmp_path), said.append)
   assert cfg.sample.symmetric_flip is False

@@ -7,7 +7,7 @@ stands out less and its MC (mean of the max-normalised slice, the paper's mean c
 ratio) is higher than a real slice's. D learns the blended share of its real view, and
 a generator that learns D's view exactly draws MC that much too high. This prints, per
 family of configs/data.py and pattern, the real slices' MC and that of the view D
-sees (the recipe's renormalised blends, no shift) at blend_prob 1, 0.5 (the recipe)
+sees (the recipe's renormalised blends, no shift) at blend_prob 1, 0.5 (the former recipe)
 and 0.25, averaged over 4 draws, and the real slices' max / p99 (how far the hottest
 pixel stands out: the noisier the data, the more a blend smooths it).
 """
@@ -23,7 +23,7 @@ def main(families):
   from spect_fastgan_jax import augment, data, input_pipeline
   from spect_fastgan_jax.evaluation import metrics
 
-  print("| family | pattern | real MC | blend_prob 1 | 0.5 (recipe) | 0.25 | real max / p99 |")
+  print("| family | pattern | real MC | blend_prob 1 | 0.5 (the former recipe) | 0.25 | real max / p99 |")
   print("| --- | --- | --- | --- | --- | --- | --- |")
   for family in families:
     cfg = data_config.with_family(data_config.get_config(), family)
