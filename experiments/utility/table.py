@@ -17,15 +17,9 @@ The first argument is the rare (level/pattern) condition; each further one NAME=
 import json
 import sys
 
+from spect_fastgan_jax.evaluation.utility import _ci   # report.md's "mean (lo to hi)"
+
 TARGET_GAIN, MAX_BALANCED_LOSS = 0.05, 0.01
-
-
-def _ci(x: dict | None) -> str:
-  if x is None:
-    return "n/a"
-  if x.get("ci") is None:
-    return f"{x['mean']:.3f}"
-  return f"{x['mean']:.3f} ({x['ci'][0]:.3f} to {x['ci'][1]:.3f})"
 
 
 def target_met(d: dict, rare: str) -> bool:
