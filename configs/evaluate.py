@@ -21,6 +21,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.utility_study = True
   c.utility_seeds = 5           # classifier seeds per arm (means with 95 % intervals, paired differences)
   c.utility_steps = 1800        # Adam steps of every classifier of the study
+  # 0: the synthetic arms draw every slice, real or synthetic, equally often. s in (0, 1):
+  # they draw every condition equally often (as the rebalanced arm does), s of a
+  # condition's draws from its synthetic slices and 1 - s from its real ones.
+  c.utility_synthetic_share = 0.0
   # The augmentation study of a run trained on every subject (no holdout): its held-out
   # subjects were seen by the GAN, so its figures can leak (docs/evaluation.md).
   c.augmentation_study = True   # evaluate: train-on-synthetic and real+synthetic classifiers

@@ -13,7 +13,7 @@ from conftest import make_tiny, toy_dataset
 from spect_fastgan_jax import conditions, errors, input_pipeline, modes, train
 from spect_fastgan_jax.data import dataset as dataset_lib
 from spect_fastgan_jax.data import source
-from spect_fastgan_jax.evaluation import classifier, report, utility
+from spect_fastgan_jax.evaluation import classifier, report, score, utility
 
 
 def _config(npz=None, fraction=0.34):
@@ -196,6 +196,63 @@ def test_classifier_draws_rebalanced_or_as_the_data_has_it():
   # The classic augmentation flips normal and bilateral slices, never a unilateral one.
   assert dict(zip(conditions.PATTERNS, classifier._FLIP_PATTERNS.tolist())) == {
       "normal": True, "unilateral": False, "bilateral": True}
+
+
+def test_a_synthetic_share_draws_each_condition_evenly_and_that_share_of_its_synthetic_slices():
+  images = np.zeros((18, 1, 64, 64), np.float32)
+  real = classifier.Labelled.from_strings(images[:10], ["BG"] * 10, ["normal"] * 8 + ["bilateral"] * 2)
+  synth = classifier.Labelled.from_strings(images[10:], ["BG"] * 8, ["bilateral"] * 6 + ["normal"] * 2,
+                                           synthetic=True)
+  data = classifier.Labelled.concat([real, synth])
+  assert data.synthetic.tolist() == [False] * 10 + [True] * 8
+  idx = classifier.batch_index(data, 1000, 32, 0, balance=True, synthetic_share=0.3)
+  drawn = np.bincount(idx.ravel(), minlength=18) / idx.size
+  bilateral, normal = data.pattern == conditions.PATTERNS.index("bilateral"), data.pattern == 0
+  assert abs(drawn[bilateral].sum() - 0.5) < 0.01
+  assert abs(drawn[bilateral & data.synthetic].sum() - 0.5 * 0.3) < 0.01
+  assert abs(drawn[normal & data.synthetic].sum() - 0.5 * 0.3) < 0.01
+  # Within a kind, every slice equally often: 2 real bilateral slices share 0.35.
+  assert np.allclose(drawn[bilateral & ~data.synthetic], 0.5 * 0.7 / 2, atol=0.01)
+  # Without the share, a condition's slices are drawn equally, whichever kind.
+  idx = classifier.batch_index(data, 1000, 32, 0, balance=True)
+  assert abs(np.isin(idx, np.flatnonzero(bilateral & data.synthetic)).mean() - 0.5 * 6 / 8) < 0.01
+  # A condition with one kind only draws it all of its share.
+  only_real = classifier.Labelled.concat([real, classifier.Labelled.from_strings(
+      images[10:16], ["BG"] * 6, ["bilateral"] * 6, synthetic=True)])
+  idx = classifier.batch_index(only_real, 1000, 32, 0, balance=True, synthetic_share=0.3)
+  assert abs(np.isin(idx, np.arange(8)).mean() - 0.5) < 0.01
+
+
+def test_the_synthetic_arms_draw_with_the_configured_share(monkeypatch):
+  ds = toy_dataset(2)
+  calls = []
+  monkeypatch.setattr(classifier, "train", lambda data, cfg, log, **kw: calls.append((data, kw)))
+  monkeypatch.setattr(classifier, "accuracy", lambda *a, **k: {
+      "overall": 1.0, "per_condition": {"BG/normal": 1.0}, "side": None})
+  fake = score.Group("run", ds.slices[:3, 1], ds.level[:3], ds.pattern[:3], ds.side[:3])
+  cfg = eval_config.get_config().classifier
+  u = utility.study(ds, ds, fake, cfg, ("CER", "BG", "COR"), [0], 5, synthetic_share=0.25)
+  assert u["synthetic_share"] == 0.25
+  got = {name: (data.synthetic.sum(), kw["balance"], kw["classic"], kw["synthetic_share"])
+         for name, (data, kw) in zip(utility.ARMS, calls)}
+  assert got == {"real": (0, False, False, 0.0), "real, rebalanced": (0, True, False, 0.0),
+                 "real, classic augmentation": (0, True, True, 0.0),
+                 "real + synthetic": (3, True, False, 0.25),
+                 "real + synthetic, classic augmentation": (3, True, True, 0.25)}
+  md = "\n".join(utility.markdown("run", u))
+  assert "25% of a condition's draws from its synthetic slices" in md
+  calls.clear()
+  u = utility.study(ds, ds, fake, cfg, ("CER", "BG", "COR"), [0], 5)
+  assert [kw["balance"] for _, kw in calls][3:] == [False, False]
+  assert "every slice, real or synthetic, drawn equally often" in "\n".join(utility.markdown("run", u))
+
+
+@pytest.mark.parametrize("share", [1.0, -0.1, 2])
+def test_a_bad_synthetic_share_is_refused(share):
+  cfg = eval_config.get_config()
+  cfg.utility_synthetic_share = share
+  with pytest.raises(errors.ConfigError, match="evaluate.utility_synthetic_share"):
+    utility.check_config(cfg)
 
 
 def test_limit_subjects_keeps_k_training_subjects_of_a_condition(tmp_path):

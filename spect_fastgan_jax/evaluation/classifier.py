@@ -67,9 +67,10 @@ class Labelled:
   level: np.ndarray
   pattern: np.ndarray
   side: np.ndarray
+  synthetic: np.ndarray | None = None   # [N] bool: generated, not real (None: all real)
 
   @staticmethod
-  def from_strings(images, level, pattern, side=None) -> "Labelled":
+  def from_strings(images, level, pattern, side=None, synthetic: bool = False) -> "Labelled":
     images = np.asarray(images, np.float32)
     if images.ndim == 3:
       images = images[:, None]
@@ -78,15 +79,18 @@ class Labelled:
     lut = {s: i for i, s in enumerate(SIDE_CLASSES)}
     return Labelled(images, _index(level, conditions.LEVELS), _index(pattern, conditions.PATTERNS),
                     np.array([lut.get(s, UNKNOWN) if p == "unilateral" else UNKNOWN
-                              for s, p in zip(side, pattern)], np.int32))
+                              for s, p in zip(side, pattern)], np.int32),
+                    np.full(len(pattern), bool(synthetic)))
 
   @staticmethod
   def concat(parts: Sequence["Labelled"]) -> "Labelled":
     k = max(p.images.shape[1] for p in parts)
     # Samples with fewer alternatives repeat their own slice, so the draw stays uniform.
     imgs = [np.concatenate([p.images] * (k // p.images.shape[1]), axis=1) for p in parts]
+    synthetic = np.concatenate([np.zeros(len(p.level), bool) if p.synthetic is None else p.synthetic
+                                for p in parts])
     return Labelled(np.concatenate(imgs), *(np.concatenate([getattr(p, f) for p in parts])
-                                            for f in ("level", "pattern", "side")))
+                                            for f in ("level", "pattern", "side")), synthetic)
 
 
 def _index(labels, names) -> np.ndarray:
@@ -143,13 +147,17 @@ def _masked_ce(logits, labels):
 
 
 def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None,
-          seed: int | None = None, balance: bool = True, classic: bool = False) -> Trained:
+          seed: int | None = None, balance: bool = True, classic: bool = False,
+          synthetic_share: float = 0.0) -> Trained:
   """Trains from scratch on `data` with Adam.
 
   cfg: the `evaluate.classifier` config block. seed: initialisation, batches and
   shifts (default cfg.seed); the subject split is not made here.
   balance: draw batches with weights that balance the (level, pattern) conditions, so
     rare ones (bilateral) are not ignored; False draws every sample equally often.
+  synthetic_share: with `balance`, the share of each condition's draws that come from
+    its synthetic samples (`data.synthetic`), where it has real and synthetic ones; 0
+    draws a condition's samples equally often, whichever kind.
   classic: the classic augmentation of SPECT slices (see CONTRAST_LOG): the paper's
     Eq. 6 blend in place of the draw of one of a sample's three slices, left-right flip
     of normal and bilateral slices, contrast, and the shift.
@@ -165,7 +173,7 @@ def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None,
   images = jnp.asarray(flat)
   labels = {h: jnp.asarray(getattr(data, h)) for h in ("level", "pattern", "side")}
   steps, bs = int(cfg.steps), int(cfg.batch_size)
-  index = batch_index(data, steps, bs, seed, balance)
+  index = batch_index(data, steps, bs, seed, balance, synthetic_share)
 
   step = _train_step(module, float(cfg.learning_rate), bs, int(k), int(cfg.max_shift), bool(classic))
   losses = []
@@ -177,11 +185,21 @@ def train(data: Labelled, cfg, log: Callable[[str], None] = lambda m: None,
   return Trained(module, params)
 
 
-def batch_index(data: Labelled, steps: int, batch_size: int, seed: int, balance: bool) -> np.ndarray:
+def batch_index(data: Labelled, steps: int, batch_size: int, seed: int, balance: bool,
+                synthetic_share: float = 0.0) -> np.ndarray:
   """[steps, batch_size] sample indices: with `balance` each (level, pattern) condition
-  is drawn equally often, else each sample is."""
+  is drawn equally often, else each sample is. With `balance` and a `synthetic_share` s
+  > 0, a condition that has real and synthetic samples draws its synthetic ones s of the
+  time and its real ones 1 - s, each kind's samples equally often."""
   cond = data.level * len(conditions.PATTERNS) + data.pattern
   weight = 1.0 / np.bincount(cond)[cond] if balance else np.ones(len(cond))
+  if balance and synthetic_share > 0 and data.synthetic is not None:
+    synth = data.synthetic.astype(bool)
+    kind = cond * 2 + synth
+    per_kind = np.bincount(kind, minlength=2 * (cond.max() + 1))
+    mixed = (per_kind[cond * 2] > 0) & (per_kind[cond * 2 + 1] > 0)
+    share = np.where(synth, synthetic_share, 1.0 - synthetic_share)
+    weight = np.where(mixed, share / per_kind[kind], weight)
   rng = np.random.default_rng(seed)
   return rng.choice(len(cond), (steps, batch_size), p=weight / weight.sum()).astype(np.int32)
 

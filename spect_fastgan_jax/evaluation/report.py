@@ -172,7 +172,8 @@ def _utility(ds: SliceDataset, test: SliceDataset, run: RunSpec, cfg, levels, lo
     log(f"{run.label}: utility study not run: {e}")
     return {"skipped": str(e)}
   seeds = [int(cfg.classifier.seed) + s for s in range(int(cfg.utility_seeds))]
-  return utility.study(ds, test, synthetic, cfg.classifier, levels, seeds, int(cfg.utility_steps), log)
+  return utility.study(ds, test, synthetic, cfg.classifier, levels, seeds, int(cfg.utility_steps), log,
+                       synthetic_share=float(cfg.utility_synthetic_share))
 
 
 def _memorisation(ds: SliceDataset, ref: classifier.Reference, run: RunSpec, fake: score.Group,

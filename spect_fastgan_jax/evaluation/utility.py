@@ -12,6 +12,11 @@ arms and tested on the held-out subjects, which neither the GAN nor any classifi
 | real + synthetic | real slices and synthetic ones that bring every condition up to the largest one's count |
 | real + synthetic, classic augmentation | the same with the classic augmentation |
 
+With `evaluate.utility_synthetic_share` s > 0 the two synthetic arms draw like the
+rebalanced one: every condition equally often, and a condition's synthetic slices s of
+its draws (its real ones 1 - s). The last arm then differs from the classic one only in
+that share of the draws; with 0 every slice, real or synthetic, is drawn equally often.
+
 The synthetic slices pass the near-copy filter, whose reference is built from the
 training subjects only (leave-one-subject-out): nothing about a test subject reaches the
 GAN, a classifier or a threshold. Each arm trains with `seeds` seeds; the study reports
@@ -51,6 +56,9 @@ def check_config(cfg) -> None:
   for field in ("utility_seeds", "utility_steps"):
     check_field(is_whole(cfg[field]) and cfg[field] >= 1, f"evaluate.{field}", cfg[field],
                 "must be a whole number >= 1")
+  share = cfg.utility_synthetic_share
+  check_field(isinstance(share, (int, float)) and not isinstance(share, bool) and 0 <= share < 1,
+              "evaluate.utility_synthetic_share", share, "must be a number in [0, 1)")
 
 
 def synthetic_counts(train: SliceDataset, levels: Sequence[str]) -> dict[tuple[str, str], int]:
@@ -95,7 +103,8 @@ def _paired(arm: list[dict], base: list[dict]) -> dict:
 
 
 def study(train: SliceDataset, test: SliceDataset, synthetic: Group, cfg, levels: Sequence[str],
-          seeds: Sequence[int], steps: int, log: Callable[[str], None] = lambda m: None) -> dict:
+          seeds: Sequence[int], steps: int, log: Callable[[str], None] = lambda m: None,
+          synthetic_share: float = 0.0) -> dict:
   """Trains every arm of ARMS with each of `seeds` and tests it on `test`.
 
   Args:
@@ -105,6 +114,7 @@ def study(train: SliceDataset, test: SliceDataset, synthetic: Group, cfg, levels
       already replaced.
     cfg: the `evaluate.classifier` block (architecture, batch, learning rate); every arm
       trains `steps` Adam steps.
+    synthetic_share: evaluate.utility_synthetic_share (the module's docstring).
   Returns:
     {"arms": {arm: {"overall", "balanced": {mean, ci, n}, "recall": {condition: ...},
     "side", "seeds": [each seed's figures]}}, "best_without_gan": arm (by balanced
@@ -117,15 +127,18 @@ def study(train: SliceDataset, test: SliceDataset, synthetic: Group, cfg, levels
   real = classifier.real_labelled(train)
   # A side-conditioned run's slices carry the side they were drawn with; others none.
   synth = classifier.Labelled.from_strings(synthetic.images, synthetic.level, synthetic.pattern,
-                                           synthetic.side)
+                                           synthetic.side, synthetic=True)
   both = classifier.Labelled.concat([real, synth]) if len(synthetic.level) else real
   per_arm = {}
   for name, (with_synthetic, balance, classic) in ARMS.items():
     data = both if with_synthetic else real
+    share = float(synthetic_share) if with_synthetic else 0.0
+    balance = balance or share > 0
     per_arm[name] = []
     for s in seeds:
       log(f"utility study: {name} ({len(data.level)} samples, {steps} steps, seed {s})")
-      trained = classifier.train(data, train_cfg, log, seed=int(s), balance=balance, classic=classic)
+      trained = classifier.train(data, train_cfg, log, seed=int(s), balance=balance, classic=classic,
+                                 synthetic_share=share)
       per_arm[name].append(_scores(classifier.accuracy(
           trained, test.slices[:, 1], test.level, test.pattern, test.side, levels)))
   without = [a for a, (synthetic_arm, _, _) in ARMS.items() if not synthetic_arm]
@@ -141,7 +154,7 @@ def study(train: SliceDataset, test: SliceDataset, synthetic: Group, cfg, levels
       "paired": paired,
       "test_subjects": sorted(set(test.subject.tolist())),
       "synthetic_counts": {f"{l}/{p}": k for (l, p), k in synthetic_counts(train, levels).items()},
-      "seeds": [int(s) for s in seeds], "steps": int(steps),
+      "seeds": [int(s) for s in seeds], "steps": int(steps), "synthetic_share": float(synthetic_share),
   }
 
 
@@ -158,6 +171,13 @@ def _ci(x: dict | None, digits: int = 3) -> str:
   return f"{_f(x['mean'], digits)} ({_f(x['ci'][0], digits)} to {_f(x['ci'][1], digits)})"
 
 
+def _draw(share: float) -> str:
+  if not share:
+    return "; every slice, real or synthetic, drawn equally often"
+  return (f"; the synthetic arms draw every condition equally often, {share:.0%} of a condition's "
+          "draws from its synthetic slices")
+
+
 def markdown(label: str, u: dict) -> list[str]:
   """report.md's section for the study `u` of run `label`."""
   if "skipped" in u:
@@ -169,7 +189,7 @@ def markdown(label: str, u: dict) -> list[str]:
          f"subjects neither the GAN nor a classifier saw; {len(u['seeds'])} classifier seeds per arm "
          f"({u['steps']} steps each); mean (95 % interval). Synthetic slices bring every condition to "
          "the largest one's count (" + ", ".join(f"{k} +{v}" for k, v in u["synthetic_counts"].items())
-         + "), near-copies replaced (docs/utility.md).", "",
+         + "), near-copies replaced (docs/utility.md)" + _draw(u.get("synthetic_share", 0.0)) + ".", "",
          "| arm | balanced accuracy | overall | side | " + " | ".join(f"{c} recall" for c in conds) + " |",
          "|" + "---|" * (4 + len(conds))]
   for name, a in arms.items():
