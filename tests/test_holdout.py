@@ -174,6 +174,7 @@ def test_evaluate_tests_on_the_held_out_subjects(tmp_path, monkeypatch):
       _same_interval(d["balanced"], utility.interval(per_seed))
     assert u["paired_vs_best_without_gan"][arm] == against[best]
   assert "## Utility" in md and "Paired differences" in md
+  assert "synthetic slices drawn as often as every real slice" in open(os.path.join(out, "card.md")).read()
 
 
 def test_utility_interval_and_counts():
@@ -240,11 +241,11 @@ def test_the_synthetic_arms_draw_with_the_configured_share(monkeypatch):
                  "real + synthetic": (3, True, False, 0.25),
                  "real + synthetic, classic augmentation": (3, True, True, 0.25)}
   md = "\n".join(utility.markdown("run", u))
-  assert "25% of a condition's draws from its synthetic slices" in md
+  assert "they are 25% of each condition's draws, every condition drawn equally often" in md
   calls.clear()
   u = utility.study(ds, ds, fake, cfg, ("CER", "BG", "COR"), [0], 5)
   assert [kw["balance"] for _, kw in calls][3:] == [False, False]
-  assert "every slice, real or synthetic, drawn equally often" in "\n".join(utility.markdown("run", u))
+  assert "they are drawn as often as every real slice" in "\n".join(utility.markdown("run", u))
 
 
 @pytest.mark.parametrize("share", [1.0, -0.1, 2])

@@ -22,7 +22,7 @@ import os
 from spect_fastgan_jax import conditions, outputs, provenance
 from spect_fastgan_jax import workdir as workdir_lib
 from spect_fastgan_jax.errors import RunError
-from spect_fastgan_jax.evaluation import criteria
+from spect_fastgan_jax.evaluation import criteria, utility
 
 CARD_VERSION = 1
 
@@ -102,6 +102,7 @@ def _utility(report: dict, label: str) -> dict | None:
     arms = {a: {"balanced": v["balanced"], "overall": v["overall"]} for a, v in u["arms"].items()}
     return {"kind": "utility study", "test": "held-out subjects neither the GAN nor a classifier saw",
             "arms": arms, "best_without_gan": u["best_without_gan"],
+            "synthetic_draw": utility.draw_text(u.get("synthetic_share", 0.0)),
             "paired_vs_best_without_gan": {a: {"balanced": d["balanced"], "overall": d["overall"]}
                                            for a, d in u["paired_vs_best_without_gan"].items()}}
   a = report.get("augmentation", {}).get(label)
@@ -265,7 +266,8 @@ def markdown(card: dict) -> str:
     if "skipped" in u:
       out += [f"Not run: {u['skipped']}", ""]
     elif u["kind"] == "utility study":
-      out += [f"Classifiers tested on {u['test']}; balanced accuracy, mean (95 % interval):", ""]
+      out += [f"Classifiers tested on {u['test']}; synthetic slices {u['synthetic_draw']}. "
+              "Balanced accuracy, mean (95 % interval):", ""]
       out += [f"- {a}: {_ci(v['balanced'])}" for a, v in u["arms"].items()]
       out += ["", f"Paired difference to the best arm without synthetic slices ({u['best_without_gan']}):", ""]
       out += [f"- {a}: {_ci(d['balanced'])}" for a, d in u["paired_vs_best_without_gan"].items()]

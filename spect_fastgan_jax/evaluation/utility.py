@@ -171,11 +171,11 @@ def _ci(x: dict | None, digits: int = 3) -> str:
   return f"{_f(x['mean'], digits)} ({_f(x['ci'][0], digits)} to {_f(x['ci'][1], digits)})"
 
 
-def _draw(share: float) -> str:
+def draw_text(share: float) -> str:
+  """How the synthetic arms draw their slices (evaluate.utility_synthetic_share), in words."""
   if not share:
-    return "; every slice, real or synthetic, drawn equally often"
-  return (f"; the synthetic arms draw every condition equally often, {share:.0%} of a condition's "
-          "draws from its synthetic slices")
+    return "drawn as often as every real slice"
+  return (f"{share:.0%} of each condition's draws, every condition drawn equally often")
 
 
 def markdown(label: str, u: dict) -> list[str]:
@@ -189,7 +189,8 @@ def markdown(label: str, u: dict) -> list[str]:
          f"subjects neither the GAN nor a classifier saw; {len(u['seeds'])} classifier seeds per arm "
          f"({u['steps']} steps each); mean (95 % interval). Synthetic slices bring every condition to "
          "the largest one's count (" + ", ".join(f"{k} +{v}" for k, v in u["synthetic_counts"].items())
-         + "), near-copies replaced (docs/utility.md)" + _draw(u.get("synthetic_share", 0.0)) + ".", "",
+         + "), near-copies replaced (docs/utility.md); in the synthetic arms they are "
+         + draw_text(u.get("synthetic_share", 0.0)) + ".", "",
          "| arm | balanced accuracy | overall | side | " + " | ".join(f"{c} recall" for c in conds) + " |",
          "|" + "---|" * (4 + len(conds))]
   for name, a in arms.items():
