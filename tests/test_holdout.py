@@ -248,6 +248,33 @@ def test_the_synthetic_arms_draw_with_the_configured_share(monkeypatch):
   assert "they are drawn as often as every real slice" in "\n".join(utility.markdown("run", u))
 
 
+def test_the_arms_without_synthetic_slices_are_trained_once_per_seed(tmp_path, monkeypatch):
+  ds = toy_dataset(2)
+  trained = []
+  monkeypatch.setattr(classifier, "train", lambda data, cfg, log, **kw: trained.append(
+      (bool(data.synthetic.any()), kw["seed"])) or len(trained))
+  # Each classifier scores differently, so a reused figure shows where it came from.
+  monkeypatch.setattr(classifier, "accuracy", lambda t, *a, **k: {
+      "overall": t / 100, "per_condition": {"BG/normal": t / 100}, "side": None})
+  fake = score.Group("run", ds.slices[:3, 1], ds.level[:3], ds.pattern[:3], ds.side[:3])
+  cfg = eval_config.get_config().classifier
+  levels = ("CER", "BG", "COR")
+  first = utility.study(ds, ds, fake, cfg, levels, [0, 1], 5, cache_dir=str(tmp_path))
+  assert len(trained) == 10 and first["reused"] == []
+  trained.clear()
+  again = utility.study(ds, ds, fake, cfg, levels, [0, 1, 2], 5, synthetic_share=0.5, cache_dir=str(tmp_path))
+  # Seeds 0 and 1 of the three real arms come from the cache; seed 2 and the synthetic arms train.
+  assert trained == [(False, 2)] * 3 + [(True, 0), (True, 1), (True, 2)] * 2
+  assert len(again["reused"]) == 6
+  for arm in ("real", "real, rebalanced", "real, classic augmentation"):
+    assert again["arms"][arm]["seeds"][:2] == first["arms"][arm]["seeds"]
+  # Other steps, or other test subjects, are other classifiers.
+  trained.clear()
+  utility.study(ds, ds, fake, cfg, levels, [0], 6, cache_dir=str(tmp_path))
+  utility.study(ds, ds.subset(ds.subject != ds.subject[0]), fake, cfg, levels, [0], 5, cache_dir=str(tmp_path))
+  assert [t for t in trained if not t[0]] == [(False, 0)] * 6
+
+
 @pytest.mark.parametrize("share", [1.0, -0.1, 2])
 def test_a_bad_synthetic_share_is_refused(share):
   cfg = eval_config.get_config()

@@ -173,7 +173,8 @@ def _utility(ds: SliceDataset, test: SliceDataset, run: RunSpec, cfg, levels, lo
     return {"skipped": str(e)}
   seeds = [int(cfg.classifier.seed) + s for s in range(int(cfg.utility_seeds))]
   return utility.study(ds, test, synthetic, cfg.classifier, levels, seeds, int(cfg.utility_steps), log,
-                       synthetic_share=float(cfg.utility_synthetic_share))
+                       synthetic_share=float(cfg.utility_synthetic_share),
+                       cache_dir=classifier.cache_dir(run.workdir))
 
 
 def _memorisation(ds: SliceDataset, ref: classifier.Reference, run: RunSpec, fake: score.Group,

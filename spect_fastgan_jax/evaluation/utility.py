@@ -29,6 +29,9 @@ on the test subjects, which favours it) named.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from typing import Callable, Sequence
 
 import numpy as np
@@ -38,6 +41,7 @@ from spect_fastgan_jax.data.dataset import SliceDataset
 from spect_fastgan_jax.errors import check_field, is_whole
 from spect_fastgan_jax.evaluation import classifier
 from spect_fastgan_jax.evaluation.score import Group
+from spect_fastgan_jax.outputs import atomic_write
 
 # arm -> (uses synthetic slices, rebalanced draw, classic augmentation)
 ARMS = {
@@ -102,9 +106,20 @@ def _paired(arm: list[dict], base: list[dict]) -> dict:
   return out
 
 
+def _real_arm_path(cache_dir: str, train: SliceDataset, test: SliceDataset, cfg, levels, arm: str,
+                   seed: int) -> str:
+  """Where one arm-without-synthetic-slices classifier's figures are cached: they depend on
+  the training and test slices, the classifier block (steps included), the arm and the
+  seed, never on the GAN."""
+  h = hashlib.sha256(classifier.cache_key(train, cfg).encode())
+  h.update(classifier.cache_key(test, cfg).encode())
+  h.update(json.dumps([arm, int(seed), list(levels)]).encode())
+  return os.path.join(cache_dir, f"utility-{h.hexdigest()[:16]}.json")
+
+
 def study(train: SliceDataset, test: SliceDataset, synthetic: Group, cfg, levels: Sequence[str],
           seeds: Sequence[int], steps: int, log: Callable[[str], None] = lambda m: None,
-          synthetic_share: float = 0.0) -> dict:
+          synthetic_share: float = 0.0, cache_dir: str | None = None) -> dict:
   """Trains every arm of ARMS with each of `seeds` and tests it on `test`.
 
   Args:
@@ -115,6 +130,9 @@ def study(train: SliceDataset, test: SliceDataset, synthetic: Group, cfg, levels
     cfg: the `evaluate.classifier` block (architecture, batch, learning rate); every arm
       trains `steps` Adam steps.
     synthetic_share: evaluate.utility_synthetic_share (the module's docstring).
+    cache_dir: where the figures of the arms without synthetic slices are kept per seed
+      (the GAN does not change them), so that evaluating another epoch or another draw
+      of the same run trains only the synthetic arms; None trains every arm.
   Returns:
     {"arms": {arm: {"overall", "balanced": {mean, ci, n}, "recall": {condition: ...},
     "side", "seeds": [each seed's figures]}}, "best_without_gan": arm (by balanced
@@ -129,18 +147,29 @@ def study(train: SliceDataset, test: SliceDataset, synthetic: Group, cfg, levels
   synth = classifier.Labelled.from_strings(synthetic.images, synthetic.level, synthetic.pattern,
                                            synthetic.side, synthetic=True)
   both = classifier.Labelled.concat([real, synth]) if len(synthetic.level) else real
-  per_arm = {}
+  per_arm, reused = {}, []
   for name, (with_synthetic, balance, classic) in ARMS.items():
     data = both if with_synthetic else real
     share = float(synthetic_share) if with_synthetic else 0.0
     balance = balance or share > 0
     per_arm[name] = []
     for s in seeds:
+      path = None if with_synthetic or cache_dir is None else _real_arm_path(
+          cache_dir, train, test, train_cfg, levels, name, s)
+      if path and os.path.exists(path):
+        with open(path) as f:
+          per_arm[name].append(json.load(f)["scores"])
+        reused.append(f"{name}, seed {s}")
+        log(f"utility study: {name}, seed {s}: reused {path}")
+        continue
       log(f"utility study: {name} ({len(data.level)} samples, {steps} steps, seed {s})")
       trained = classifier.train(data, train_cfg, log, seed=int(s), balance=balance, classic=classic,
                                  synthetic_share=share)
       per_arm[name].append(_scores(classifier.accuracy(
           trained, test.slices[:, 1], test.level, test.pattern, test.side, levels)))
+      if path:
+        text = json.dumps({"arm": name, "seed": int(s), "scores": per_arm[name][-1]}).encode()
+        atomic_write(path, lambda f: f.write(text), suffix=".json")
   without = [a for a, (synthetic_arm, _, _) in ARMS.items() if not synthetic_arm]
   # Chosen on the test subjects, so the difference to it leans against the synthetic arms;
   # the differences to every arm without synthetic slices are given too.
@@ -155,6 +184,7 @@ def study(train: SliceDataset, test: SliceDataset, synthetic: Group, cfg, levels
       "test_subjects": sorted(set(test.subject.tolist())),
       "synthetic_counts": {f"{l}/{p}": k for (l, p), k in synthetic_counts(train, levels).items()},
       "seeds": [int(s) for s in seeds], "steps": int(steps), "synthetic_share": float(synthetic_share),
+      "reused": reused,
   }
 
 
