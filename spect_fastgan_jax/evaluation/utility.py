@@ -38,7 +38,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from spect_fastgan_jax.data.dataset import SliceDataset
-from spect_fastgan_jax.errors import check_field, is_whole
+from spect_fastgan_jax.errors import check_field, is_number, is_whole
 from spect_fastgan_jax.evaluation import classifier
 from spect_fastgan_jax.evaluation.score import Group
 from spect_fastgan_jax.outputs import atomic_write
@@ -61,7 +61,7 @@ def check_config(cfg) -> None:
     check_field(is_whole(cfg[field]) and cfg[field] >= 1, f"evaluate.{field}", cfg[field],
                 "must be a whole number >= 1")
   share = cfg.utility_synthetic_share
-  check_field(isinstance(share, (int, float)) and not isinstance(share, bool) and 0 <= share < 1,
+  check_field(is_number(share) and 0 <= share < 1,
               "evaluate.utility_synthetic_share", share, "must be a number in [0, 1)")
 
 
@@ -106,15 +106,18 @@ def _paired(arm: list[dict], base: list[dict]) -> dict:
   return out
 
 
-def _real_arm_path(cache_dir: str, train: SliceDataset, test: SliceDataset, cfg, levels, arm: str,
-                   seed: int) -> str:
-  """Where one arm-without-synthetic-slices classifier's figures are cached: they depend on
-  the training and test slices, the classifier block (steps included), the arm and the
-  seed, never on the GAN."""
-  h = hashlib.sha256(classifier.cache_key(train, cfg).encode())
-  h.update(classifier.cache_key(test, cfg).encode())
-  h.update(json.dumps([arm, int(seed), list(levels)]).encode())
-  return os.path.join(cache_dir, f"utility-{h.hexdigest()[:16]}.json")
+def _real_arm_paths(cache_dir: str, train: SliceDataset, test: SliceDataset, cfg,
+                    levels) -> Callable[[str, int], str]:
+  """(arm, seed) -> where that arm-without-synthetic-slices classifier's figures are
+  cached: they depend on the training and test slices, the classifier block (steps
+  included), the arm and the seed, never on the GAN. The slices are hashed once."""
+  data = classifier.cache_key(train, cfg) + classifier.cache_key(test, cfg) + json.dumps(list(levels))
+
+  def path(arm: str, seed: int) -> str:
+    key = hashlib.sha256((data + json.dumps([arm, int(seed)])).encode()).hexdigest()[:16]
+    return os.path.join(cache_dir, f"utility-{key}.json")
+
+  return path
 
 
 def study(train: SliceDataset, test: SliceDataset, synthetic: Group, cfg, levels: Sequence[str],
@@ -148,14 +151,14 @@ def study(train: SliceDataset, test: SliceDataset, synthetic: Group, cfg, levels
                                            synthetic.side, synthetic=True)
   both = classifier.Labelled.concat([real, synth]) if len(synthetic.level) else real
   per_arm, reused = {}, []
+  cached = None if cache_dir is None else _real_arm_paths(cache_dir, train, test, train_cfg, levels)
   for name, (with_synthetic, balance, classic) in ARMS.items():
     data = both if with_synthetic else real
     share = float(synthetic_share) if with_synthetic else 0.0
     balance = balance or share > 0
     per_arm[name] = []
     for s in seeds:
-      path = None if with_synthetic or cache_dir is None else _real_arm_path(
-          cache_dir, train, test, train_cfg, levels, name, s)
+      path = None if with_synthetic or cached is None else cached(name, s)
       if path and os.path.exists(path):
         with open(path) as f:
           per_arm[name].append(json.load(f)["scores"])
@@ -205,7 +208,7 @@ def draw_text(share: float) -> str:
   """How the synthetic arms draw their slices (evaluate.utility_synthetic_share), in words."""
   if not share:
     return "drawn as often as every real slice"
-  return (f"{share:.0%} of each condition's draws, every condition drawn equally often")
+  return f"{share:.0%} of each condition's draws, every condition drawn equally often"
 
 
 def markdown(label: str, u: dict) -> list[str]:
